@@ -1,0 +1,60 @@
+"""``ampkit`` command line: one sub-command per module in this package.
+
+Each sub-command module defines ``register(subparsers)``, which adds its parser and sets
+``func``. Errors a user can fix are one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from ..errors import UsageError
+from ..precision import PrecisionError
+from ..precision.args import rewrite_legacy_flags
+from .parser import AmpkitParser
+
+#: Sub-command modules, in the order ``ampkit --help`` lists them.
+COMMANDS: tuple[str, ...] = ("train", "evaluate")
+
+
+def build_parser() -> AmpkitParser:
+    """The full ``ampkit`` parser with every sub-command registered."""
+    parser = AmpkitParser(
+        prog="ampkit",
+        description="Precision-controlled PyTorch training: one precision switch, precision studies, "
+        "reduced-precision datasets, numerics and hardware help.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=AmpkitParser)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    print(f"ampkit: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ampkit`` console script; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("default", DeprecationWarning)
+    parser = build_parser()
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(rewrite_legacy_flags(raw))
+    try:
+        return int(args.func(args) or 0)
+    except (PrecisionError, UsageError) as err:
+        print(f"ampkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ampkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

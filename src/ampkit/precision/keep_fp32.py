@@ -1,0 +1,169 @@
+"""Keep chosen modules and functions in float32 under any low-precision mode.
+
+One override syntax, :class:`ModuleFilter`, names modules by type (``"LayerNorm"``) or by
+qualified-name regex (``"re:^head\\."``); true-half conversion, FSDP2 policies and fp8
+filters all read it. Kept modules become *fp32 islands*: forward hooks switch autocast off
+and cast floating inputs to fp32 on the way in, and back to the surrounding dtype on the way out.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map
+
+from .aliases import PrecisionError
+
+#: Normalisation layers: kept in fp32 by true-half modes (their statistics need the range and bits).
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ModuleFilter:
+    """Selects modules by class name (``"LayerNorm"``, ``"torch.nn.LayerNorm"``) or name regex (``"re:..."``)."""
+
+    type_names: tuple[str, ...] = ()
+    name_patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str | Iterable[str] | None) -> ModuleFilter:
+        """Parse ``"LayerNorm,re:^head\\."`` or a list of such items. Raises PrecisionError on a bad regex."""
+        if spec is None:
+            return cls()
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        types, patterns = [], []
+        for raw in items:
+            item = raw.strip()
+            if not item:
+                continue
+            if item.startswith("re:"):
+                try:
+                    re.compile(item[3:])
+                except re.error as err:
+                    raise PrecisionError(f"bad keep-fp32 regex {item!r}: {err}") from None
+                patterns.append(item[3:])
+            else:
+                types.append(item)
+        return cls(tuple(types), tuple(patterns))
+
+    def __bool__(self) -> bool:
+        return bool(self.type_names or self.name_patterns)
+
+    def matches(self, name: str, module: nn.Module) -> bool:
+        """True when ``module`` (at qualified ``name``) is selected."""
+        cls = type(module)
+        for wanted in self.type_names:
+            if wanted in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
+                return True
+            if wanted.startswith("torch.nn.") and cls.__name__ == wanted.rsplit(".", 1)[-1]:
+                return True
+        return any(re.search(p, name) for p in self.name_patterns)
+
+    def select(self, model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+        """Selected submodules, outermost first; children of a selected module are not repeated."""
+        taken: list[str] = []
+        for name, module in model.named_modules():
+            if any(name.startswith(prefix + ".") for prefix in taken):
+                continue
+            if self.matches(name, module):
+                taken.append(name)
+                yield name, module
+
+    def spec(self) -> str:
+        """Back to the comma-separated syntax (for logs and checkpoints)."""
+        return ",".join([*self.type_names, *(f"re:{p}" for p in self.name_patterns)])
+
+
+def _cast_floating(tree: Any, dtype: torch.dtype) -> Any:
+    def cast(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype:
+            return x.to(dtype)
+        return x
+
+    return tree_map(cast, tree)
+
+
+class _Fp32Island:
+    """Forward hooks that run one module in fp32 and hand its output back in ``out_dtype``."""
+
+    def __init__(self, out_dtype: torch.dtype | None):
+        self.out_dtype = out_dtype
+        self._stacks: list[ExitStack] = []
+
+    def before(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        stack = ExitStack()
+        for device_type in _AUTOCAST_DEVICES:
+            if torch.is_autocast_enabled(device_type):
+                stack.enter_context(torch.autocast(device_type, enabled=False))
+        self._stacks.append(stack)
+        return _cast_floating(args, torch.float32), _cast_floating(kwargs, torch.float32)
+
+    def after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
+        if self._stacks:
+            self._stacks.pop().close()
+        return output if self.out_dtype is None else _cast_floating(output, self.out_dtype)
+
+
+def install_fp32_islands(model: nn.Module, modules: Iterable[nn.Module], out_dtype: torch.dtype | None) -> int:
+    """Convert ``modules`` to fp32 and hook them as fp32 islands; returns how many were installed."""
+    count = 0
+    for module in modules:
+        module.float()
+        island = _Fp32Island(out_dtype)
+        module.register_forward_pre_hook(island.before, with_kwargs=True)
+        module.register_forward_hook(island.after, with_kwargs=True, always_call=True)
+        count += 1
+    return count
+
+
+@contextmanager
+def fp32_region() -> Iterator[None]:
+    """Run the enclosed code with autocast off on every device (inputs must be cast by the caller)."""
+    with ExitStack() as stack:
+        for device_type in _AUTOCAST_DEVICES:
+            if torch.is_autocast_enabled(device_type):
+                stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fp32(fn: F) -> F:
+    """Decorator: run ``fn`` in float32 under any mixed mode (floating tensor arguments cast to fp32).
+
+    For losses such as SSIM or Pearson correlation whose sums and divisions lose too much in 16 bits.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with fp32_region():
+            return fn(*_cast_floating(args, torch.float32), **_cast_floating(kwargs, torch.float32))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fp32_custom_fwd(device_type: str = "cuda") -> Callable[[F], F]:
+    """``torch.amp.custom_fwd`` that runs a custom autograd Function's forward in fp32 (pair with
+    :func:`fp32_custom_bwd`): autocast is off inside and floating inputs arrive as fp32."""
+    return functools.partial(torch.amp.custom_fwd, device_type=device_type, cast_inputs=torch.float32)  # type: ignore[return-value]
+
+
+def fp32_custom_bwd(device_type: str = "cuda") -> Callable[[F], F]:
+    """``torch.amp.custom_bwd`` for the same Function: backward runs with forward's autocast state."""
+    return functools.partial(torch.amp.custom_bwd, device_type=device_type)  # type: ignore[return-value]

@@ -1,0 +1,179 @@
+"""``Precision``: the value object behind the one switch.
+
+Built from any spelling (string, parsed argparse args, environment), bound to a device, it
+hands out every context and conversion a training loop needs: ``autocast()``, ``scope()``
+(global flags, restored on exit), ``prepare(model)``, ``inference()``, ``make_scaler()`` and
+``describe()`` — the one log line that proves what is on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..hardware.capabilities import DeviceCaps, device_capabilities
+from .aliases import canonical_mode
+from .fit import check_fit
+from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, install_fp32_islands
+from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
+from .resolve import PrecisionRequest, from_env, resolve
+
+log = logging.getLogger("ampkit")
+
+
+class PrecisionWarning(UserWarning):
+    """A precision that runs, but not the way its name promises (slow, emulated, or a no-op)."""
+
+
+class Precision:
+    """One precision mode bound to one device.
+
+    >>> prec = Precision("bf16-mixed", device="cpu")
+    >>> prec.describe()
+    'ampkit: precision=bf16-mixed autocast=cpu/bfloat16 grad_scaler=off tf32=off params=float32'
+    """
+
+    def __init__(
+        self,
+        mode: str = "fp32",
+        device: torch.device | str = "cpu",
+        *,
+        keep_fp32: str | Iterable[str] | ModuleFilter | None = None,
+        caps: DeviceCaps | None = None,
+    ):
+        self.spec: ModeSpec = MODES[canonical_mode(mode)]
+        self.device = torch.device(device)
+        self.keep_fp32 = keep_fp32 if isinstance(keep_fp32, ModuleFilter) else ModuleFilter.parse(keep_fp32)
+        self.caps = caps or device_capabilities(self.device)
+        #: Fit warnings for this device, also emitted as :class:`PrecisionWarning`.
+        self.warnings: list[str] = check_fit(self.spec, self.caps)
+        for message in self.warnings:
+            warnings.warn(message, PrecisionWarning, stacklevel=2)
+
+    # -- construction from the other spellings -------------------------------------------------
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, device: torch.device | str | None = None, **kw: Any) -> Precision:
+        """From a namespace parsed by a parser that went through :func:`add_precision_args`."""
+        dev = torch.device(device or getattr(args, "device", None) or "cpu")
+        request = PrecisionRequest(
+            precision=getattr(args, "precision", None),
+            mixed_precision=bool(getattr(args, "mixed_precision", False)),
+            amp_dtype=getattr(args, "amp_dtype", None),
+            amp=bool(getattr(args, "amp", False)),
+        )
+        caps = kw.pop("caps", None) or device_capabilities(dev)
+        keep = kw.pop("keep_fp32", None) or getattr(args, "keep_fp32", None)
+        mode = resolve(request, bf16_in_hardware=caps.bf16_in_hardware)
+        return cls(mode, dev, keep_fp32=keep, caps=caps, **kw)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, device: torch.device | str = "cpu", **kw: Any
+    ) -> Precision:
+        """From ``USE_AMP=1`` / ``AMP_DTYPE=fp16|bf16``; fp32 when ``USE_AMP`` is unset."""
+        caps = kw.pop("caps", None) or device_capabilities(device)
+        mode = from_env(environ, bf16_in_hardware=caps.bf16_in_hardware) or "fp32"
+        return cls(mode, device, caps=caps, **kw)
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Canonical mode name."""
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"Precision({self.name!r}, device={str(self.device)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Precision) and (self.name, self.device) == (other.name, other.device)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.device))
+
+    # -- contexts ---------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Autocast for mixed modes; a no-op context for the others."""
+        if self.spec.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.spec.autocast_dtype)
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[Precision]:
+        """Set the global state this mode needs (TF32 flags, default dtype); restore it on exit, always."""
+        matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+        saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision(), torch.get_default_dtype())
+        try:
+            matmul.allow_tf32 = cudnn.allow_tf32 = self.spec.tf32
+            torch.set_float32_matmul_precision("high" if self.spec.tf32 else "highest")
+            if self.spec.param_dtype != torch.float32:
+                torch.set_default_dtype(self.spec.param_dtype)
+            yield self
+        finally:
+            matmul.allow_tf32, cudnn.allow_tf32 = saved[0], saved[1]
+            torch.set_float32_matmul_precision(saved[2])
+            torch.set_default_dtype(saved[3])
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """Evaluation/prediction under this precision: global flags, autocast, no autograd, no scaler."""
+        with self.scope(), torch.inference_mode(), self.autocast():
+            yield
+
+    # -- conversions ----------------------------------------------------------------------------
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device and dtype of this mode, installing fp32 islands.
+
+        True-half modes convert parameters to bf16/fp16 but keep normalisation layers and the
+        ``keep_fp32`` selection in fp32; mixed modes keep fp32 weights and run the ``keep_fp32``
+        selection with autocast off. Returns the same module, modified in place.
+        """
+        model.to(self.device)
+        out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
+        keep: list[nn.Module] = [m for _, m in self.keep_fp32.select(model)]
+        if self.spec.is_true_low:
+            model.to(self.spec.param_dtype)
+            kept = {id(m) for m in keep}
+            keep += [m for m in model.modules() if isinstance(m, NORM_TYPES) and id(m) not in kept]
+        elif self.spec.param_dtype != torch.float32:
+            model.to(self.spec.param_dtype)
+        if keep and (self.spec.is_true_low or self.spec.is_mixed):
+            install_fp32_islands(model, keep, out_dtype)
+        return model
+
+    def cast_inputs(self, batch: Any) -> Any:
+        """Floating tensors in ``batch`` to the parameter dtype (true-half and fp64 modes; else unchanged)."""
+        if self.spec.param_dtype == torch.float32:
+            return batch
+        return _cast_floating(batch, self.spec.param_dtype)
+
+    def make_scaler(self) -> torch.amp.GradScaler:
+        """A GradScaler for this mode; disabled (a no-op with the same API) when no scaling is needed."""
+        return torch.amp.GradScaler(
+            self.device.type, init_scale=INITIAL_LOSS_SCALE, enabled=self.spec.grad_scaler
+        )
+
+    # -- proof ----------------------------------------------------------------------------------
+    def describe(self, model: nn.Module | None = None) -> str:
+        """The one line that states the resolved precision (the engine logs exactly this at start)."""
+        autocast = (
+            f"{self.device.type}/{dtype_name(self.spec.autocast_dtype)}" if self.spec.autocast_dtype else "off"
+        )
+        scaler = f"on(init={INITIAL_LOSS_SCALE:g})" if self.spec.grad_scaler else "off"
+        params = dtype_name(self.spec.param_dtype)
+        if model is not None:
+            seen = sorted({dtype_name(p.dtype) for p in model.parameters()})
+            params = "+".join(seen) if seen else params
+        line = (
+            f"ampkit: precision={self.name} autocast={autocast} grad_scaler={scaler} "
+            f"tf32={'on' if self.spec.tf32 else 'off'} params={params}"
+        )
+        if self.keep_fp32:
+            line += f" keep_fp32={self.keep_fp32.spec()}"
+        return line

@@ -1,0 +1,98 @@
+"""Turn flags and environment variables into one canonical mode, or one clear error.
+
+The sources, in order of authority: ``--precision``; the seeds' ``--mixed_precision
+[--amp_dtype fp16|bf16]`` and ``--amp``; the environment (``USE_AMP=1`` with ``AMP_DTYPE``).
+Flags that disagree with each other are a conflict; the environment only fills in a default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .aliases import PrecisionError, canonical_mode
+
+log = logging.getLogger("ampkit")
+
+_AMP_DTYPES = {"fp16": "fp16-mixed", "bf16": "bf16-mixed", "float16": "fp16-mixed", "bfloat16": "bf16-mixed"}
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"", "0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class PrecisionRequest:
+    """The raw precision flags of one command line, before resolution."""
+
+    precision: str | None = None
+    """``--precision`` as typed (any alias)."""
+    mixed_precision: bool = False
+    """The seeds' ``--mixed_precision`` switch."""
+    amp_dtype: str | None = None
+    """``--amp_dtype fp16|bf16``; fp16 when ``--mixed_precision`` is given without it (as in the guide)."""
+    amp: bool = False
+    """The seeds' ``--amp``: bf16 where the hardware has it, else fp16."""
+
+
+def _amp_dtype_mode(dtype: str, source: str) -> str:
+    key = dtype.strip().lower()
+    if key not in _AMP_DTYPES:
+        raise PrecisionError(f"unknown {source} {dtype!r}; valid: fp16, bf16")
+    return _AMP_DTYPES[key]
+
+
+def resolve_auto_amp(bf16_in_hardware: bool) -> str:
+    """What ``--amp`` means on this machine: bf16-mixed where the hardware has bf16, else fp16-mixed."""
+    mode = "bf16-mixed" if bf16_in_hardware else "fp16-mixed"
+    log.info("ampkit: --amp chose %s (%s)", mode, "bf16 in hardware" if bf16_in_hardware else "no bf16 hardware")
+    return mode
+
+
+def from_env(environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool = False) -> str | None:
+    """Mode from ``USE_AMP`` / ``AMP_DTYPE`` (``None`` when ``USE_AMP`` is unset or off)."""
+    env = os.environ if environ is None else environ
+    use_amp = env.get("USE_AMP", "").strip().lower()
+    if use_amp in _FALSE_WORDS:
+        return None
+    if use_amp not in _TRUE_WORDS:
+        raise PrecisionError(f"unknown USE_AMP={env['USE_AMP']!r}; valid: 1, 0, true, false")
+    dtype = env.get("AMP_DTYPE")
+    if dtype:
+        return _amp_dtype_mode(dtype, "AMP_DTYPE")
+    return resolve_auto_amp(bf16_in_hardware)
+
+
+def resolve(
+    request: PrecisionRequest,
+    *,
+    environ: Mapping[str, str] | None = None,
+    bf16_in_hardware: bool = False,
+    default: str = "fp32",
+) -> str:
+    """The canonical mode a command line asks for. Raises :class:`PrecisionError` on conflicts."""
+    asked: list[tuple[str, str]] = []  # (how it was spelled, mode)
+    if request.precision is not None:
+        asked.append((f"--precision {request.precision}", canonical_mode(request.precision)))
+    if request.mixed_precision:
+        dtype = request.amp_dtype or "fp16"
+        asked.append((f"--mixed_precision --amp_dtype {dtype}", _amp_dtype_mode(dtype, "--amp_dtype")))
+    elif request.amp_dtype is not None and not request.amp:
+        raise PrecisionError(
+            f"--amp_dtype {request.amp_dtype} needs --mixed_precision or --amp; "
+            f"or use --precision {_amp_dtype_mode(request.amp_dtype, '--amp_dtype')}"
+        )
+    if request.amp:
+        mode = (
+            _amp_dtype_mode(request.amp_dtype, "--amp_dtype")
+            if request.amp_dtype and not request.mixed_precision
+            else resolve_auto_amp(bf16_in_hardware)
+        )
+        asked.append(("--amp", mode))
+    modes = {mode for _, mode in asked}
+    if len(modes) > 1:
+        spelled = " and ".join(f"{how} (= {mode})" for how, mode in asked)
+        raise PrecisionError(f"conflicting precision flags: {spelled}; give one of them")
+    if modes:
+        return modes.pop()
+    return from_env(environ, bf16_in_hardware=bf16_in_hardware) or canonical_mode(default)
