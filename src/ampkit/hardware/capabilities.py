@@ -99,7 +99,9 @@ def _physical_memory() -> int | None:
 def _probe(device_type: str, index: int) -> DeviceCaps:
     if device_type == "cuda":
         props = torch.cuda.get_device_properties(index)
-        return DeviceCaps("cuda", props.name, (props.major, props.minor), total_memory_bytes=props.total_memory)
+        return DeviceCaps(
+            "cuda", props.name, (props.major, props.minor), total_memory_bytes=props.total_memory
+        )
     if device_type == "cpu":
         name, flags = _cpu_model_and_flags()
         return DeviceCaps("cpu", name, None, flags, _physical_memory())

@@ -21,11 +21,11 @@ __all__ = [
     "PrecisionWarning",
     "canonical_mode",
     "dtype_name",
-    "from_env",
     "fp32",
     "fp32_custom_bwd",
     "fp32_custom_fwd",
     "fp32_region",
+    "from_env",
     "resolve",
     "valid_spellings",
 ]

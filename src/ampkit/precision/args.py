@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 
 from .aliases import valid_spellings
 
-_LEGACY = re.compile(r"^--(?P<name>[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)*?)[_-](?P<what>mixed[_-]precision|amp[_-]dtype)(?P<rest>=.*)?$")
+_LEGACY = re.compile(
+    r"^--(?P<name>[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)*?)[_-](?P<what>mixed[_-]precision|amp[_-]dtype)(?P<rest>=.*)?$"
+)
 _CURRENT = {"mixed-precision", "mixed_precision", "amp-dtype", "amp_dtype"}
 
 
@@ -25,7 +27,9 @@ def both_spellings(name: str) -> list[str]:
     return [dash] if dash == under else [dash, under]
 
 
-def add_precision_args(parser: argparse.ArgumentParser, *, group_title: str = "precision") -> argparse.ArgumentParser:
+def add_precision_args(
+    parser: argparse.ArgumentParser, *, group_title: str = "precision"
+) -> argparse.ArgumentParser:
     """Add every precision flag spelling to ``parser``; read the result with ``Precision.from_args``."""
     group = parser.add_argument_group(group_title)
     group.add_argument(
@@ -49,7 +53,10 @@ def add_precision_args(parser: argparse.ArgumentParser, *, group_title: str = "p
         help="autocast dtype for --mixed_precision / --amp.",
     )
     group.add_argument(
-        "--amp", dest="amp", action="store_true", help="mixed precision: bf16 where the hardware has it, else fp16."
+        "--amp",
+        dest="amp",
+        action="store_true",
+        help="mixed precision: bf16 where the hardware has it, else fp16.",
     )
     group.add_argument(
         *both_spellings("keep-fp32"),

@@ -18,7 +18,9 @@ def check_fit(spec: ModeSpec, caps: DeviceCaps) -> list[str]:
     warnings: list[str] = []
     where = f"{caps.device_type} ({caps.name})"
     if spec.is_mixed and not torch.amp.is_autocast_available(caps.device_type):
-        raise PrecisionError(f"{spec.name}: autocast is not available on {where}; use fp32 or a true-half mode")
+        raise PrecisionError(
+            f"{spec.name}: autocast is not available on {where}; use fp32 or a true-half mode"
+        )
     if spec.uses_bf16 and caps.is_cuda and not caps.bf16_in_hardware:
         raise PrecisionError(
             f"{spec.name} needs compute capability >= 8.0 for bf16; {where} has "

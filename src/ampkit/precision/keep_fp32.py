@@ -119,7 +119,9 @@ class _Fp32Island:
         return output if self.out_dtype is None else _cast_floating(output, self.out_dtype)
 
 
-def install_fp32_islands(model: nn.Module, modules: Iterable[nn.Module], out_dtype: torch.dtype | None) -> int:
+def install_fp32_islands(
+    model: nn.Module, modules: Iterable[nn.Module], out_dtype: torch.dtype | None
+) -> int:
     """Convert ``modules`` to fp32 and hook them as fp32 islands; returns how many were installed."""
     count = 0
     for module in modules:

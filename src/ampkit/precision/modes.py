@@ -76,7 +76,14 @@ MODES: dict[str, ModeSpec] = {
     for spec in (
         ModeSpec("fp64", torch.float64, None, False, False, "float64 everywhere; for numerical references."),
         ModeSpec("fp32", torch.float32, None, False, False, "true float32: TF32 off for matmul and cuDNN."),
-        ModeSpec("tf32", torch.float32, None, False, True, "float32 storage, TF32 tensor-core matmul/conv (NVIDIA cc>=8.0)."),
+        ModeSpec(
+            "tf32",
+            torch.float32,
+            None,
+            False,
+            True,
+            "float32 storage, TF32 tensor-core matmul/conv (NVIDIA cc>=8.0).",
+        ),
         ModeSpec(
             "bf16-mixed",
             torch.float32,

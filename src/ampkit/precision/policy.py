@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..hardware.capabilities import DeviceCaps, device_capabilities
-from .aliases import canonical_mode
+from .aliases import PrecisionError, canonical_mode
 from .fit import check_fit
 from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, install_fp32_islands
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
@@ -59,7 +59,9 @@ class Precision:
 
     # -- construction from the other spellings -------------------------------------------------
     @classmethod
-    def from_args(cls, args: argparse.Namespace, device: torch.device | str | None = None, **kw: Any) -> Precision:
+    def from_args(
+        cls, args: argparse.Namespace, device: torch.device | str | None = None, **kw: Any
+    ) -> Precision:
         """From a namespace parsed by a parser that went through :func:`add_precision_args`."""
         dev = torch.device(device or getattr(args, "device", None) or "cpu")
         request = PrecisionRequest(
@@ -102,13 +104,27 @@ class Precision:
         """Autocast for mixed modes; a no-op context for the others."""
         if self.spec.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.spec.autocast_dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ctx = torch.autocast(self.device.type, dtype=self.spec.autocast_dtype)
+        if not getattr(ctx, "_enabled", True):
+            # torch disables autocast with only a warning: the run would silently be fp32.
+            raise PrecisionError(
+                f"{self.name}: autocast to {dtype_name(self.spec.autocast_dtype)} is not supported on "
+                f"{self.device.type} in torch {torch.__version__}; it would silently run fp32: use fp32"
+            )
+        return ctx
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[Precision]:
         """Set the global state this mode needs (TF32 flags, default dtype); restore it on exit, always."""
         matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-        saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision(), torch.get_default_dtype())
+        saved = (
+            matmul.allow_tf32,
+            cudnn.allow_tf32,
+            torch.get_float32_matmul_precision(),
+            torch.get_default_dtype(),
+        )
         try:
             matmul.allow_tf32 = cudnn.allow_tf32 = self.spec.tf32
             torch.set_float32_matmul_precision("high" if self.spec.tf32 else "highest")
@@ -163,7 +179,9 @@ class Precision:
     def describe(self, model: nn.Module | None = None) -> str:
         """The one line that states the resolved precision (the engine logs exactly this at start)."""
         autocast = (
-            f"{self.device.type}/{dtype_name(self.spec.autocast_dtype)}" if self.spec.autocast_dtype else "off"
+            f"{self.device.type}/{dtype_name(self.spec.autocast_dtype)}"
+            if self.spec.autocast_dtype
+            else "off"
         )
         scaler = f"on(init={INITIAL_LOSS_SCALE:g})" if self.spec.grad_scaler else "off"
         params = dtype_name(self.spec.param_dtype)

@@ -44,9 +44,12 @@ def _amp_dtype_mode(dtype: str, source: str) -> str:
 
 def resolve_auto_amp(bf16_in_hardware: bool) -> str:
     """What ``--amp`` means on this machine: bf16-mixed where the hardware has bf16, else fp16-mixed."""
-    mode = "bf16-mixed" if bf16_in_hardware else "fp16-mixed"
-    log.info("ampkit: --amp chose %s (%s)", mode, "bf16 in hardware" if bf16_in_hardware else "no bf16 hardware")
-    return mode
+    return "bf16-mixed" if bf16_in_hardware else "fp16-mixed"
+
+
+def _log_auto_choice(source: str, mode: str, bf16_in_hardware: bool) -> None:
+    reason = "bf16 in hardware" if bf16_in_hardware else "no bf16 in hardware"
+    log.info("ampkit: %s chose %s (%s)", source, mode, reason)
 
 
 def from_env(environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool = False) -> str | None:
@@ -60,7 +63,9 @@ def from_env(environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool
     dtype = env.get("AMP_DTYPE")
     if dtype:
         return _amp_dtype_mode(dtype, "AMP_DTYPE")
-    return resolve_auto_amp(bf16_in_hardware)
+    mode = resolve_auto_amp(bf16_in_hardware)
+    _log_auto_choice("USE_AMP=1", mode, bf16_in_hardware)
+    return mode
 
 
 def resolve(
@@ -94,5 +99,8 @@ def resolve(
         spelled = " and ".join(f"{how} (= {mode})" for how, mode in asked)
         raise PrecisionError(f"conflicting precision flags: {spelled}; give one of them")
     if modes:
-        return modes.pop()
+        mode = modes.pop()
+        if request.amp and not request.amp_dtype:
+            _log_auto_choice("--amp", mode, bf16_in_hardware)
+        return mode
     return from_env(environ, bf16_in_hardware=bf16_in_hardware) or canonical_mode(default)

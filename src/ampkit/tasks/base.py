@@ -9,7 +9,7 @@ seed, so a run resumed from a checkpoint sees exactly the batches an uninterrupt
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ class TaskSpec:
     """Seeds model initialisation and data order."""
     batch_size: int = 64
     """Samples per micro-batch."""
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     """Where batches should live (factories may keep a whole small dataset there)."""
     size: str = "default"
     """``"default"`` or ``"small"`` (tiny shapes for tests and for fp16 compute on CPUs)."""

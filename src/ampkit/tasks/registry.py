@@ -37,5 +37,7 @@ def build_task(name: str, spec: TaskSpec) -> Task:
     """Build a task and check it honours the contract."""
     task = resolve_factory(name)(spec)
     if not isinstance(task, Task):
-        raise UsageError(f"task {name!r}: the factory returned {type(task).__name__}, expected ampkit.tasks.Task")
+        raise UsageError(
+            f"task {name!r}: the factory returned {type(task).__name__}, expected ampkit.tasks.Task"
+        )
     return task

@@ -1,0 +1,104 @@
+"""``ampkit train``: train a built-in or user task under one precision switch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..precision.args import add_precision_args
+from .parser import add_flag
+
+TASK_HELP = (
+    "built-in task (digits, tinygpt, ct) or module:factory — a callable taking an ampkit.tasks.TaskSpec "
+    "and returning an ampkit.tasks.Task (model, train_batch(i), eval_batches(), loss_fn, metric_fn)"
+)
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Task, device and size flags shared by train, evaluate and compare."""
+    add_flag(parser, "task", default="digits", help=TASK_HELP)
+    add_flag(parser, "device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_flag(
+        parser, "size", default="default", choices=("default", "small"), help="task size; small = tiny shapes"
+    )
+    add_flag(parser, "batch-size", type=int, default=64, help="samples per micro-batch")
+    add_flag(parser, "seed", type=int, default=0, help="seed for model init and data order")
+    add_flag(parser, "threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ampkit train``."""
+    parser = subparsers.add_parser("train", help="train a task under a precision", description=__doc__)
+    add_run_args(parser)
+    add_precision_args(parser)
+    add_flag(parser, "steps", type=int, default=None, help="optimizer steps (default 200 unless --epochs)")
+    add_flag(parser, "epochs", type=float, default=None, help="passes over the training set")
+    add_flag(parser, "accumulate", type=int, default=1, help="micro-batches per optimizer step")
+    add_flag(
+        parser, "clip-grad-norm", type=float, default=None, help="clip unscaled gradients to this 2-norm"
+    )
+    add_flag(parser, "clip-grad-value", type=float, default=None, help="clip unscaled gradients to [-v, v]")
+    add_flag(parser, "lr", type=float, default=None, help="AdamW learning rate (default: the task's)")
+    add_flag(parser, "out", type=Path, default=Path("runs/train"), help="run folder: metrics.json, last.pt")
+    add_flag(parser, "checkpoint-every", type=int, default=0, help="write out/last.pt every N steps")
+    add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
+    add_flag(parser, "eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
+    add_flag(parser, "no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """TrainConfig from parsed ``train`` arguments (precision resolved through every spelling)."""
+    from ..engine import TrainConfig, default_device
+    from ..errors import UsageError
+    from ..precision import Precision
+
+    device = args.device or default_device()
+    for name in ("steps", "accumulate", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")
+    precision = Precision.from_args(args, device=device)
+    return TrainConfig(
+        task=args.task,
+        precision=precision.name,
+        keep_fp32=args.keep_fp32,
+        device=device,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        accumulate=args.accumulate,
+        clip_grad_norm=args.clip_grad_norm,
+        clip_grad_value=args.clip_grad_value,
+        lr=args.lr,
+        seed=args.seed,
+        size=args.size,
+        out=args.out,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        eval_every=args.eval_every,
+        threads=args.threads,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print the final metrics, write them to ``out/metrics.json``."""
+    from ..engine import train
+
+    config = build_config(args)
+    result = train(config)
+    summary = {
+        "task": result.task,
+        "precision": result.precision,
+        "steps": result.history[-1].step if result.history else 0,
+        "final_train_loss": result.history[-1].loss if result.history else None,
+        "skipped_steps": result.skipped_steps,
+        **{f"eval_{k}": v for k, v in result.final.items()},
+        "metrics": str(Path(config.out) / "metrics.json"),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,138 @@
+"""The training loop that composes precision, optimizer wrapper, task, checkpoints and records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..errors import UsageError
+from ..precision import Precision
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
+from .config import TrainConfig
+from .evaluate import evaluate, task_loss
+from .progress import StepProgress
+from .records import EvalRecord, RunResult, StepRecord
+from .setup import RunSetup, build_run
+
+log = logging.getLogger("ampkit")
+
+CHECKPOINT_NAME = "last.pt"
+METRICS_NAME = "metrics.json"
+
+
+class TrainHook(Protocol):
+    """Called after every optimizer step (the study uses it to start meters after warm-up)."""
+
+    def on_step_end(self, record: StepRecord, run: RunSetup) -> None: ...
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work so a host clock reads true times (no-op on CPU)."""
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device)
+
+
+def run_step(run: RunSetup, step: int) -> tuple[torch.Tensor, Any]:
+    """Forward, fp32 loss, scaled backward for each micro-batch, then the optimizer step."""
+    precision, opt, task, model = run.precision, run.optimizer, run.task, run.model
+    losses = []
+    for micro in range(opt.accumulate):
+        inputs, targets = task.train_batch(step * opt.accumulate + micro)
+        with opt.sync_context():
+            with precision.autocast():
+                outputs = model(precision.cast_inputs(inputs))
+            loss = task_loss(task, outputs, targets)
+            opt.backward(loss)
+        losses.append(loss.detach())
+    return torch.stack(losses).mean(), opt.step()
+
+
+def _checkpoint(run: RunSetup, result: RunResult, step: int) -> dict[str, Any]:
+    opt_state = run.optimizer.state_dict()
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": opt_state,
+        "scaler": opt_state["scaler"],
+        "precision": run.precision.name,
+        "keep_fp32": run.precision.keep_fp32.spec(),
+        "task": run.config.task,
+        "step": step,
+        "rng": capture_rng(),
+        "config": run.config.to_dict(),
+        "result": result.to_dict(),
+    }
+
+
+def _resume(run: RunSetup, path: Path) -> tuple[int, RunResult]:
+    state = load_checkpoint(path, map_location=run.precision.device)
+    if state["task"] != run.config.task:
+        raise UsageError(
+            f"--resume: {path} is a checkpoint of task {state['task']!r}, not {run.config.task!r}"
+        )
+    if state["precision"] != run.precision.name:
+        log.warning("ampkit: resuming a %s checkpoint under %s", state["precision"], run.precision.name)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    restore_rng(state["rng"])
+    return int(state["step"]), RunResult.from_dict(state["result"])
+
+
+def train(
+    config: TrainConfig, *, hooks: Sequence[TrainHook] = (), precision: Precision | None = None
+) -> RunResult:
+    """Train ``config.task`` under ``config.precision``; returns (and writes) the measurements."""
+    run = build_run(config, precision)
+    out = Path(config.out) if config.out is not None else None
+    ckpt = out / CHECKPOINT_NAME if out else None
+    result = RunResult(
+        task=run.task.name,
+        precision=run.precision.name,
+        describe=run.precision.describe(run.model),
+        metric_name=run.task.metric_name,
+        higher_is_better=run.task.higher_is_better,
+        item_unit=run.task.item_unit,
+        config=config.to_dict(),
+        threads=torch.get_num_threads(),
+    )
+    start = 0
+    if config.resume and ckpt is not None and ckpt.exists():
+        start, result = _resume(run, ckpt)
+        result.resumed_from = start
+        log.info("ampkit: resumed from %s at step %d", ckpt, start)
+    log.info(result.describe)
+    items = config.batch_size * config.accumulate * run.task.items_per_sample
+    device = run.precision.device
+    label = f"{run.task.name} {run.precision.name}"
+    with (
+        run.precision.scope(),
+        StepProgress(run.total_steps, label, enabled=config.progress, completed=start) as bar,
+    ):
+        run.model.train()
+        for step in range(start, run.total_steps):
+            began = time.perf_counter()
+            loss, outcome = run_step(run, step)
+            synchronize(device)
+            elapsed = time.perf_counter() - began
+            record = StepRecord(
+                step + 1, float(loss), outcome.applied, outcome.loss_scale, outcome.grad_norm, elapsed, items
+            )
+            result.history.append(record)
+            for hook in hooks:
+                hook.on_step_end(record, run)
+            bar.advance(record.loss)
+            if config.eval_every and (step + 1) % config.eval_every == 0:
+                spent = sum(r.time_s for r in result.history)
+                result.evals.append(EvalRecord(step + 1, spent, evaluate(run.model, run.task, run.precision)))
+            if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                save_atomic(_checkpoint(run, result, step + 1), ckpt)
+    result.final = evaluate(run.model, run.task, run.precision)
+    if out is not None:
+        save_atomic(_checkpoint(run, result, run.total_steps), ckpt)  # type: ignore[arg-type]
+        (out / METRICS_NAME).write_text(json.dumps(result.to_dict(), indent=2))
+    return result

@@ -1,0 +1,90 @@
+"""What a run records: one :class:`StepRecord` per optimizer step, evaluations, and the result."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One optimizer step as measured by the engine."""
+
+    step: int
+    """1-based optimizer step."""
+    loss: float
+    """Mean training loss over the step's micro-batches (fp32)."""
+    applied: bool
+    """False when the GradScaler skipped the update (inf/NaN gradients)."""
+    loss_scale: float | None
+    """Loss scale used for the step (None without a scaler)."""
+    grad_norm: float | None
+    """Unscaled gradient 2-norm before clipping."""
+    time_s: float
+    """Wall time of the whole step (forward, backward, step), device-synchronised."""
+    items: int
+    """Samples or tokens processed in the step."""
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation on the held-out set."""
+
+    step: int
+    """Optimizer steps done when it ran."""
+    elapsed_s: float
+    """Training wall time (sum of step times) up to this evaluation."""
+    metrics: dict[str, float]
+    """``loss`` and the task's metric."""
+
+
+@dataclass
+class RunResult:
+    """Everything a run measured; written to ``metrics.json``."""
+
+    task: str
+    precision: str
+    describe: str
+    metric_name: str
+    higher_is_better: bool
+    item_unit: str
+    config: dict[str, Any]
+    history: list[StepRecord] = field(default_factory=list)
+    evals: list[EvalRecord] = field(default_factory=list)
+    final: dict[str, float] = field(default_factory=dict)
+    threads: int = 1
+    resumed_from: int | None = None
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps the GradScaler skipped."""
+        return sum(not r.applied for r in self.history)
+
+    @property
+    def final_loss_scale(self) -> float | None:
+        """Loss scale after the last step."""
+        return self.history[-1].loss_scale if self.history else None
+
+    def median_step_time(self, warmup: int = 0) -> float | None:
+        """Median step time in seconds, excluding the first ``warmup`` steps."""
+        times = [r.time_s for r in self.history[warmup:]]
+        return statistics.median(times) if times else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (history as a list of dicts)."""
+        data = dataclasses.asdict(self)
+        data["skipped_steps"] = self.skipped_steps
+        data["final_loss_scale"] = self.final_loss_scale
+        data["median_step_time_s"] = self.median_step_time()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["history"] = [StepRecord(**r) for r in data.get("history", [])]
+        values["evals"] = [EvalRecord(**r) for r in data.get("evals", [])]
+        return cls(**values)

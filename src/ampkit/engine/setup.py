@@ -1,0 +1,51 @@
+"""Build the pieces of a run from a :class:`TrainConfig`: precision, task, prepared model, optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..optim import PrecisionOptimizer
+from ..precision import Precision
+from ..tasks import Task, TaskSpec, build_task
+from .config import TrainConfig
+
+
+@dataclass
+class RunSetup:
+    """Everything the loop needs, built once."""
+
+    config: TrainConfig
+    precision: Precision
+    task: Task
+    model: torch.nn.Module
+    optimizer: PrecisionOptimizer
+    total_steps: int
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, task: Task) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (foreach kernels; state in the parameters' dtype)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = config.lr if config.lr is not None else task.default_lr
+    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+
+
+def build_run(config: TrainConfig, precision: Precision | None = None) -> RunSetup:
+    """Resolve the precision, build the task and model, wrap the optimizer."""
+    device = torch.device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    precision = precision or Precision(config.precision, device, keep_fp32=config.keep_fp32)
+    task = build_task(config.task, TaskSpec(config.seed, config.batch_size, device, config.size))
+    model = precision.prepare(task.model)
+    optimizer = PrecisionOptimizer(
+        build_optimizer(model, config, task),
+        precision,
+        model=model,
+        accumulate=config.accumulate,
+        clip_grad_norm=config.clip_grad_norm,
+        clip_grad_value=config.clip_grad_value,
+        track_grad_norm=config.track_grad_norm,
+    )
+    return RunSetup(config, precision, task, model, optimizer, config.total_steps(task.samples_per_epoch))

@@ -1,0 +1,82 @@
+"""``digits``: a small CNN on scikit-learn's bundled 8x8 digits (1797 images, no download).
+
+The split is fixed (independent of the training seed) so every seed and every precision
+is evaluated on the same 20% held-out images. BatchNorm is included on purpose: it is the
+layer true-half modes must keep in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Task, TaskSpec
+from .sampling import batch_indices
+
+_SPLIT_SEED = 20240601
+
+
+class DigitsCNN(nn.Module):
+    """conv-bn-relu x2, then a linear classifier over 10 classes."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(2 * width * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1797 images as (N, 1, 8, 8) floats in [0, 1] and labels (N,)."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return images, torch.tensor(data.target, dtype=torch.long)
+
+
+def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((outputs.argmax(dim=-1) == targets).float().mean())
+
+
+def make_task(spec: TaskSpec) -> Task:
+    """Factory for the digits task (``size="small"`` narrows the CNN for fp16-on-CPU tests)."""
+    images, labels = load_digits_tensors()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(_SPLIT_SEED))
+    n_eval = len(images) // 5
+    eval_idx, train_idx = order[:n_eval], order[n_eval:]
+    train_x, train_y = images[train_idx].to(spec.device), labels[train_idx].to(spec.device)
+    eval_x, eval_y = images[eval_idx].to(spec.device), labels[eval_idx].to(spec.device)
+    torch.manual_seed(spec.seed)
+    model = DigitsCNN(width=8 if spec.size == "small" else 32)
+
+    def train_batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = batch_indices(len(train_x), spec.batch_size, spec.seed, i).to(spec.device)
+        return train_x[idx], train_y[idx]
+
+    def eval_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        step = 256
+        return [(eval_x[i : i + step], eval_y[i : i + step]) for i in range(0, len(eval_x), step)]
+
+    return Task(
+        name="digits",
+        model=model,
+        train_batch=train_batch,
+        eval_batches=eval_batches,
+        loss_fn=F.cross_entropy,
+        metric_fn=_accuracy,
+        metric_name="accuracy",
+        samples_per_epoch=len(train_x),
+        default_lr=3e-3,
+    )
