@@ -1,0 +1,215 @@
+"""The ``ampkit-shards/1`` on-disk format: names, sample layout, decoding, manifest.
+
+Both sides of reduced-precision storage import this module: ``convert`` writes what it
+describes and the loaders read it. Everything here is plain ``tarfile``/``json``/``numpy``
+so shards stay readable without ampkit (``webdataset`` sees ``<key>.bin`` + ``<key>.json``
+pairs and skips the per-shard index member, whose name matches its ``skip_meta`` regex).
+
+Layout of ``DIR``::
+
+    shard-000000.tar      <key>.bin, <key>.json per sample (in that order), then __index__
+    .shard-000001.tar.tmp shard being written (renamed when complete, fsynced)
+    manifest.json         shards, sha256, sample offsets, totals
+
+Decoding: ``value = stored.astype(float32) + offset``; slope/intercept are metadata that the
+reader applies afterwards (``hu = slope * value + intercept``), never folded into the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "ampkit-shards/1"
+"""Value of ``manifest.json["format"]``."""
+MANIFEST_NAME = "manifest.json"
+"""File name of the manifest inside a shard directory."""
+INDEX_MEMBER = "__index__"
+"""Name of each shard's last member, its own index (JSON). It must match webdataset's
+``skip_meta`` regex ``__[^/]*__($|/)`` *as a whole name*: ``__index__.json`` would NOT be
+skipped (the regex needs the name to end right after the closing ``__``)."""
+KEY_DIGITS = 9
+"""Sample keys are the global sample index, zero-padded to this many digits (no dots)."""
+SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
+"""Matches final shard file names and captures the shard number."""
+TMP_RE = re.compile(r"^\.shard-(\d{6})\.tar\.tmp$")
+"""Matches temporary (incomplete) shard file names."""
+TAR_FORMAT = tarfile.USTAR_FORMAT
+"""Tar header format of every member (all names are short, so USTAR always suffices)."""
+MEMBER_MODE = 0o644
+"""Mode bits of every member; uid/gid 0, uname/gname empty and mtime 0 make shards reproducible."""
+
+STORED_DTYPES: dict[str, np.dtype] = {
+    "float16": np.dtype("<f2"),
+    "bfloat16": np.dtype("<u2"),  # upper 16 bits of a float32, round-to-nearest-even
+    "int16": np.dtype("<i2"),
+}
+"""Stored dtype name (``meta["dtype"]``) -> numpy dtype of the raw little-endian ``.bin`` bytes."""
+
+
+def sample_key(index: int) -> str:
+    """The key of global sample ``index``: ``000000042``."""
+    return f"{index:0{KEY_DIGITS}d}"
+
+
+def shard_name(number: int) -> str:
+    """File name of shard ``number``: ``shard-000003.tar``."""
+    return f"shard-{number:06d}.tar"
+
+
+def tmp_name(number: int) -> str:
+    """File name of shard ``number`` while it is being written: ``.shard-000003.tar.tmp``."""
+    return f".shard-{number:06d}.tar.tmp"
+
+
+def dumps(obj: Any) -> bytes:
+    """Canonical JSON bytes (UTF-8, sorted keys, compact): the same object gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Widen bfloat16 bit patterns (uint16) to float32 exactly (bits become the upper half)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def stored_array(bin_bytes: bytes | memoryview, meta: dict[str, Any]) -> np.ndarray:
+    """The stored array as numpy, in its stored dtype (bfloat16 as uint16 bit patterns), shaped."""
+    dtype = STORED_DTYPES.get(meta["dtype"])
+    if dtype is None:
+        raise ValueError(f"unknown stored dtype {meta['dtype']!r}; valid: {', '.join(STORED_DTYPES)}")
+    shape = tuple(int(n) for n in meta["shape"])
+    arr = np.frombuffer(bin_bytes, dtype=dtype)
+    if arr.size != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(
+            f"sample {meta.get('key')}: {arr.size} values stored, shape {list(shape)} needs "
+            f"{int(np.prod(shape))}"
+        )
+    return arr.reshape(shape)
+
+
+def widen(stored: np.ndarray, dtype: str, offset: float) -> np.ndarray:
+    """Stored array (bfloat16 as uint16 bits) -> float32 values: ``stored.astype(float32) + offset``."""
+    out = bf16_bits_to_float32(stored) if dtype == "bfloat16" else stored.astype(np.float32)
+    if offset != 0:
+        out += np.float32(offset)
+    return out
+
+
+def decode_array(bin_bytes: bytes | memoryview, meta: dict[str, Any]) -> np.ndarray:
+    """Decode one sample to float32: ``stored.astype(float32) + offset`` (slope/intercept not applied)."""
+    return widen(stored_array(bin_bytes, meta), meta["dtype"], float(meta.get("offset", 0.0)))
+
+
+def decode_tensor(bin_bytes: bytes | bytearray | memoryview, meta: dict[str, Any]) -> tuple[Any, float]:
+    """The raw 2-byte tensor (torch.float16/bfloat16/int16, shaped, sharing ``bin_bytes``) and the offset.
+
+    Lets a loader batch and copy 2-byte data to the GPU and widen there:
+    ``t.to(device).float() + offset``. Pass a writable buffer (``bytearray``) to avoid torch's
+    read-only-buffer warning; ``bytes`` are copied once into a bytearray for that reason.
+    """
+    import torch  # imported here so that format.py stays importable without torch
+
+    torch_dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "int16": torch.int16}
+    if meta["dtype"] not in torch_dtypes:
+        raise ValueError(f"unknown stored dtype {meta['dtype']!r}; valid: {', '.join(torch_dtypes)}")
+    buf = bin_bytes if isinstance(bin_bytes, bytearray) else bytearray(bin_bytes)
+    shape = [int(n) for n in meta["shape"]]
+    if len(buf) == 0:
+        return torch.empty(shape, dtype=torch_dtypes[meta["dtype"]]), float(meta.get("offset", 0.0))
+    t = torch.frombuffer(buf, dtype=torch_dtypes[meta["dtype"]])
+    if t.numel() != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"sample {meta.get('key')}: {t.numel()} values stored, shape {shape}")
+    # torch.frombuffer reads native byte order; every supported machine is little endian
+    return t.reshape(shape), float(meta.get("offset", 0.0))
+
+
+def read_index(shard: Path) -> dict[str, Any]:
+    """The index member of one shard (found by name; tarfile seeks over member data)."""
+    with tarfile.open(shard, mode="r:") as tf:
+        member = tf.getmember(INDEX_MEMBER)
+        f = tf.extractfile(member)
+        assert f is not None
+        return dict(json.loads(f.read()))
+
+
+def read_member(fh: Any, span: list[int] | tuple[int, int]) -> bytes:
+    """Bytes of one member's data from an open shard file, given its ``[offset, size]``."""
+    fh.seek(int(span[0]))
+    data = fh.read(int(span[1]))
+    if len(data) != int(span[1]):
+        raise ValueError(f"short read at byte {span[0]}: {len(data)} of {span[1]} bytes")
+    return bytes(data)
+
+
+def read_sample(shard: Path, entry: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """``(bin_bytes, meta)`` of one index entry, by seek + read (no tar scan)."""
+    with open(shard, "rb") as fh:
+        bin_bytes = read_member(fh, entry["bin"])
+        meta = json.loads(read_member(fh, entry["json"]))
+    return bin_bytes, meta
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_paths(directory: Path) -> list[Path]:
+    """Complete shards in ``directory``, in shard order."""
+    return sorted(p for p in Path(directory).iterdir() if SHARD_RE.match(p.name))
+
+
+def load_manifest(directory: str | Path) -> dict[str, Any]:
+    """``DIR/manifest.json`` as a dict (raises ``FileNotFoundError`` / ``ValueError`` when missing/foreign)."""
+    manifest = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{directory}: manifest format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return dict(manifest)
+
+
+def rebuild_manifest(directory: str | Path, write: bool = True) -> dict[str, Any]:
+    """Rebuild the manifest from the shards' index members and sample JSONs (and write it)."""
+    from .summary import build_manifest  # totals live with the other accounting code
+
+    directory = Path(directory)
+    shards: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    for path in shard_paths(directory):
+        index = read_index(path)
+        with open(path, "rb") as fh:
+            metas.extend(json.loads(read_member(fh, e["json"])) for e in index["samples"])
+        shards.append(
+            {
+                "name": path.name,
+                "sha256": file_sha256(path),
+                "bytes": path.stat().st_size,
+                "count": int(index["count"]),
+                "samples": index["samples"],
+            }
+        )
+    manifest = build_manifest(shards, metas)
+    if write:
+        write_manifest(directory, manifest)
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` atomically (temporary name, fsync, rename)."""
+    import os
+
+    tmp = Path(directory) / f".{MANIFEST_NAME}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8") + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, Path(directory) / MANIFEST_NAME)
