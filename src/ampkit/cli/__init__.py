@@ -18,7 +18,7 @@ from ..precision.args import rewrite_legacy_flags
 from .parser import AmpkitParser
 
 #: Sub-command modules, in the order ``ampkit --help`` lists them.
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "doctor", "verify")
+COMMANDS: tuple[str, ...] = ("train", "evaluate", "doctor", "verify", "export")
 
 
 def build_parser() -> AmpkitParser:

@@ -1,0 +1,76 @@
+"""Lightning: ``Trainer(precision=...)`` / ``Fabric(precision=...)`` and the LightningCLI config.
+
+Checked against lightning 2.6.6: ``_PRECISION_INPUT_STR`` (lightning/fabric/plugins/precision/
+precision.py) is ``"64-true" | "32-true" | "16-mixed" | "bf16-mixed" | "16-true" | "bf16-true"``
+plus the TransformerEngine values; the connectors pick the plugin from that string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .base import TF32_OFF, TF32_ON, Exporter, Row
+
+# lightning/fabric/plugins/precision/half.py: HalfPrecision.convert_module is module.to(dtype),
+# so every layer (normalisation included) is cast; ampkit keeps normalisation layers in fp32.
+_WHOLE_MODEL = (
+    "Lightning casts the whole model, normalisation layers included; ampkit keeps those in fp32 "
+    "(wrap them yourself, or accept the difference)."
+)
+
+
+class LightningExporter(Exporter):
+    """The ``precision`` flag shared by ``Trainer`` and ``Fabric``."""
+
+    name = "lightning"
+    title = "Lightning"
+    config_kind = "LightningCLI config (YAML): python main.py fit --config FILE"
+    rows: ClassVar[Mapping[str, Row]] = {
+        "fp64": Row("exact", "64-true"),
+        "fp32": Row("exact", "32-true", TF32_OFF),
+        "tf32": Row(
+            "exact",
+            "32-true",
+            TF32_ON,
+            notes=('Lightning has no TF32 precision value; "32-true" plus the global flags is its recipe.',),
+        ),
+        "bf16-mixed": Row("exact", "bf16-mixed"),
+        "fp16-mixed": Row(
+            "exact",
+            "16-mixed",
+            notes=(
+                # lightning/fabric/connector.py and the Trainer's accelerator connector.
+                'On CPU Lightning replaces "16-mixed" by "bf16-mixed" (with a warning): fp16 AMP is GPU-only.',
+            ),
+        ),
+        "bf16-true": Row("approximate", "bf16-true", notes=(_WHOLE_MODEL,)),
+        "fp16-true": Row("approximate", "16-true", notes=(_WHOLE_MODEL,)),
+        # Provisional rows for modes the lead adds later; revisit once ampkit defines them.
+        "fp8-mixed": Row(
+            "approximate",
+            "transformer-engine",
+            notes=(
+                "Replaces Linear/LayerNorm by TransformerEngine FP8 layers with a bf16 base "
+                '("transformer-engine-float16" for an fp16 base); needs transformer_engine and an FP8 GPU.',
+            ),
+        ),
+        "int8-qat": Row(
+            "none",
+            notes=("Lightning's int8 option (BitsandbytesPrecision) quantises weights; it is not QAT.",),
+        ),
+    }
+
+    def config(self, value: Any) -> dict[str, Any]:
+        """The ``trainer`` section of a LightningCLI YAML config."""
+        return {"trainer": {"precision": value}}
+
+    def code(self, value: Any) -> list[str]:
+        """The ``Trainer`` line and the ``Fabric`` line (use the one your code is built on)."""
+        return [
+            "from lightning.pytorch import Trainer",
+            f'trainer = Trainer(precision="{value}")',
+            "# or, with Fabric:",
+            "from lightning.fabric import Fabric",
+            f'fabric = Fabric(precision="{value}")',
+        ]
