@@ -22,7 +22,7 @@ import json
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -40,7 +40,7 @@ SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
 """Matches final shard file names and captures the shard number."""
 TMP_RE = re.compile(r"^\.shard-(\d{6})\.tar\.tmp$")
 """Matches temporary (incomplete) shard file names."""
-TAR_FORMAT = tarfile.USTAR_FORMAT
+TAR_FORMAT: Final = tarfile.USTAR_FORMAT
 """Tar header format of every member (all names are short, so USTAR always suffices)."""
 MEMBER_MODE = 0o644
 """Mode bits of every member; uid/gid 0, uname/gname empty and mtime 0 make shards reproducible."""
