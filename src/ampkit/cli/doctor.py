@@ -1,0 +1,108 @@
+"""``ampkit doctor``: what this machine supports, how fast each dtype really is, and which mode to use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .parser import add_flag
+
+_LEVEL_STYLE = {"hardware": "green", "emulated": "yellow", "no": "red"}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ampkit doctor``."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="device facts, support matrix, measured throughput, recommended mode",
+        description=__doc__,
+    )
+    add_flag(
+        parser, "device", default=None, help="torch device to examine (default: cuda if available, else cpu)"
+    )
+    add_flag(
+        parser,
+        "budget",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="time for the matmul probe, all dtypes together (0: skip the measurement)",
+    )
+    parser.add_argument("--json", action="store_true", help="print only the JSON report (docs/doctor.md)")
+    parser.set_defaults(func=run)
+
+
+def _gib(value: int | None) -> str:
+    return "?" if not value else f"{value / 1024**3:.1f} GiB"
+
+
+def render(report: dict[str, Any]) -> None:
+    """Print ``report`` (from :func:`ampkit.hardware.doctor_report`) as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    facts = Table(title=f"Devices (torch {report['torch']})", title_justify="left")
+    for column in ("device", "name", "compute capability", "memory", "precision-relevant flags"):
+        facts.add_column(column)
+    for dev in report["devices"]:
+        cc = ".".join(map(str, dev["compute_capability"])) if dev["compute_capability"] else "-"
+        facts.add_row(
+            dev["type"], dev["name"], cc, _gib(dev["total_memory_bytes"]), " ".join(dev["cpu_flags"]) or "-"
+        )
+    console.print(facts)
+
+    support = Table(title=f"Support matrix on {report['target']}", title_justify="left")
+    for column in ("format", "support", "why"):
+        support.add_column(column)
+    for name, entry in report["support"].items():
+        style = _LEVEL_STYLE[entry["level"]]
+        support.add_row(name, f"[{style}]{entry['level']}[/{style}]", entry["why"])
+    console.print(support)
+
+    measured = report["throughput"]
+    if measured:
+        table = Table(
+            title=f"Measured matmul on {measured['device']} ({measured['threads']} threads, "
+            f"~{measured['budget_s']:g} s budget; noisy if the machine is shared)",
+            title_justify="left",
+        )
+        for column in ("dtype", "size", "GFLOP/s", "vs fp32 (same size)"):
+            table.add_column(column, justify="right" if column != "dtype" else "left")
+        for name, row in measured["results"].items():
+            ratio = (
+                "-"
+                if row["ratio_to_fp32"] is None
+                else f"{row['ratio_to_fp32']:.3g}x at {row['ratio_size']}²"
+            )
+            table.add_row(name, f"{row['size']}²", f"{row['gflops']:.1f}", ratio)
+        console.print(table)
+
+    rec = report["recommendation"]
+    console.print(f"[bold]Recommended: {rec['mode']}[/bold] — {rec['reason']}")
+    for fact in rec["facts"]:
+        console.print(f"  • {fact}")
+    if report["memory_advice"]:
+        console.print(f"  • memory: {report['memory_advice']['line']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Gather the report and print it (tables, or JSON only with ``--json``)."""
+    from ..engine import default_device
+    from ..errors import UsageError
+    from ..hardware import doctor_report
+    from .verify import device_or_usage_error
+
+    if args.budget < 0:
+        raise UsageError(f"--budget {args.budget:g}; valid: seconds >= 0 (0 skips the measurement)")
+    device = device_or_usage_error(args.device or default_device())
+    if args.json:
+        print(json.dumps(doctor_report(device, budget_s=args.budget), indent=2))
+        return 0
+    from rich.console import Console
+
+    with Console(stderr=True).status("measuring matmul throughput per dtype..."):
+        report = doctor_report(device, budget_s=args.budget)
+    render(report)
+    return 0

@@ -1,0 +1,156 @@
+"""The three checks ``ampkit verify`` runs per mode, through the public API only.
+
+1. dtypes: after ``prepare``, parameters have the mode's dtype (norm layers fp32 in true-half
+   modes) and under ``scope()`` + ``autocast()`` a Linear computes in the mode's dtype. The
+   expected dtypes come from the mode's *name* (``bf16-…`` -> bfloat16), not from its
+   :class:`ModeSpec`, so a mis-specified mode fails too.
+2. scaler: where the mode scales the loss, a planted inf gradient makes the step skip (weights
+   unchanged, scale halved) and the next clean step applies; elsewhere the scaler is off.
+3. loss: 10 optimizer steps on a tiny fixed regression problem lower the loss.
+
+Shapes are tiny so that fp16 modes finish in well under a second on CPUs that emulate fp16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..optim import PrecisionOptimizer
+from ..precision import DTYPES, Precision, dtype_name
+
+FEATURES, HIDDEN, SAMPLES, STEPS = 8, 16, 64, 10
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of one check on one mode."""
+
+    name: str
+    """``"dtypes"``, ``"scaler"`` or ``"loss"``."""
+    passed: bool | None
+    """True/False; None when the check does not apply to the mode (e.g. no scaler)."""
+    detail: str
+    """What was observed, e.g. ``"linear=bfloat16 params=float32"``."""
+
+
+def expected_dtypes(mode: str) -> tuple[torch.dtype, torch.dtype]:
+    """(compute dtype, parameter dtype) a mode's name promises: ``"fp16-true"`` -> (fp16, fp16)."""
+    prefix, _, kind = mode.partition("-")
+    compute = DTYPES.get(prefix, torch.float32)  # tf32 computes on fp32 tensors
+    params = compute if kind in ("true", "") else torch.float32
+    return compute, params
+
+
+def tiny_model(seed: int = 0) -> nn.Sequential:
+    """Linear -> LayerNorm -> ReLU -> Linear, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.LayerNorm(HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 1))
+
+
+def tiny_data(device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed regression problem: y = x·w + 0.1·noise."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(SAMPLES, FEATURES, generator=gen)
+    y = x @ torch.randn(FEATURES, 1, generator=gen) + 0.1 * torch.randn(SAMPLES, 1, generator=gen)
+    return x.to(device), y.to(device)
+
+
+def _loss(precision: Precision, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with precision.autocast():
+        out = model(precision.cast_inputs(x))
+    # The loss itself in fp32, as a training loop should compute it.
+    return nn.functional.mse_loss(out.float(), y.float())
+
+
+def _optimizer(precision: Precision, model: nn.Module) -> PrecisionOptimizer:
+    # SGD, not Adam: Adam's eps (1e-8) underflows to 0 in fp16-true and would make this check flaky.
+    return PrecisionOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), precision, model=model
+    )
+
+
+def check_dtypes(precision: Precision) -> Check:
+    """Parameter and compute dtypes match what the mode's name promises."""
+    want_compute, want_params = expected_dtypes(precision.name)
+    model = precision.prepare(tiny_model())
+    seen: dict[str, torch.dtype] = {}
+
+    def record(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
+        seen.setdefault("linear", out.dtype)
+
+    model[0].register_forward_hook(record)
+    x, _ = tiny_data(precision.device)
+    with precision.scope(), precision.autocast():
+        model(precision.cast_inputs(x))
+    params, norm = model[0].weight.dtype, model[1].weight.dtype
+    want_norm = torch.float32 if want_params in (torch.bfloat16, torch.float16) else want_params
+    ok = seen["linear"] == want_compute and params == want_params and norm == want_norm
+    detail = f"linear={dtype_name(seen['linear'])} params={dtype_name(params)} norm={dtype_name(norm)}"
+    if not ok:
+        detail += (
+            f" (expected linear={dtype_name(want_compute)} params={dtype_name(want_params)} "
+            f"norm={dtype_name(want_norm)})"
+        )
+    return Check("dtypes", ok, detail)
+
+
+def check_scaler(precision: Precision) -> Check:
+    """A planted inf gradient is skipped (weights kept, scale halved); the next clean step applies."""
+    model = precision.prepare(tiny_model())
+    x, y = tiny_data(precision.device)
+    with precision.scope():
+        opt = _optimizer(precision, model)
+        if not precision.spec.grad_scaler:
+            enabled = opt.scaler.is_enabled()
+            return Check(
+                "scaler", False if enabled else None, "ON but not needed" if enabled else "off (not needed)"
+            )
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.backward(_loss(precision, model, x, y))
+        first = next(p for p in model.parameters() if p.grad is not None)
+        assert first.grad is not None
+        first.grad.view(-1)[0] = float("inf")
+        bad = opt.step()
+        kept = all(torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))
+        opt.backward(_loss(precision, model, x, y))
+        good = opt.step()
+    moved = any(not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))
+    halved = (
+        bad.loss_scale is not None
+        and bad.next_loss_scale is not None
+        and bad.next_loss_scale < bad.loss_scale
+    )
+    ok = (not bad.applied) and kept and halved and good.applied and moved
+    detail = (
+        f"inf step {'skipped' if not bad.applied else 'APPLIED'}"
+        f"{'' if kept else ' (weights changed)'}, scale {bad.loss_scale:g}->{bad.next_loss_scale:g}; "
+        f"clean step {'applied' if good.applied and moved else 'NOT applied'}"
+    )
+    return Check("scaler", ok, detail)
+
+
+def check_loss(precision: Precision, steps: int = STEPS) -> Check:
+    """``steps`` optimizer steps lower the loss, and every loss is finite."""
+    model = precision.prepare(tiny_model())
+    x, y = tiny_data(precision.device)
+    losses: list[float] = []
+    with precision.scope():
+        opt = _optimizer(precision, model)
+        for _ in range(steps):
+            loss = _loss(precision, model, x, y)
+            losses.append(float(loss.detach()))
+            opt.backward(loss)
+            opt.step()
+        losses.append(float(_loss(precision, model, x, y).detach()))
+    finite = all(torch.isfinite(torch.tensor(losses)))
+    ok = bool(finite and losses[-1] < losses[0])
+    skipped = f", {opt.skipped_steps} skipped by the scaler" if opt.skipped_steps else ""
+    return Check("loss", ok, f"{losses[0]:.4g} -> {losses[-1]:.4g} in {steps} steps{skipped}")
+
+
+#: The checks in the order they run and are shown.
+CHECKS: tuple[Callable[[Precision], Check], ...] = (check_dtypes, check_scaler, check_loss)
