@@ -6,6 +6,7 @@ Each sub-command module defines ``register(subparsers)``, which adds its parser 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
@@ -41,11 +42,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ampkit`` console script; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    saved_showwarning = warnings.showwarning
     warnings.showwarning = _show_warning
-    warnings.simplefilter("default", DeprecationWarning)
-    parser = build_parser()
-    raw = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(rewrite_legacy_flags(raw))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", DeprecationWarning)
+            parser = build_parser()
+            raw = list(sys.argv[1:] if argv is None else argv)
+            args = parser.parse_args(rewrite_legacy_flags(raw))
+            return _run(args)
+    finally:
+        warnings.showwarning = saved_showwarning
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except (PrecisionError, UsageError) as err:

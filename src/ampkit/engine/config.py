@@ -41,8 +41,8 @@ class TrainConfig:
     """Clip each unscaled gradient element to [-v, v]."""
     lr: float | None = None
     """AdamW learning rate; the task's default when None."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (PyTorch's AdamW default)."""
     seed: int = 0
     """Seeds model initialisation and data order."""
     size: str = "default"

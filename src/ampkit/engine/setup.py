@@ -24,11 +24,17 @@ class RunSetup:
     total_steps: int
 
 
+#: AdamW's eps per parameter dtype. PyTorch's 1e-8 is below fp16's smallest subnormal (6e-8):
+#: in fp16-true it rounds to 0 and parameters with zero gradients get 0/0 = NaN updates.
+ADAM_EPS = {torch.float16: 1e-4}
+
+
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, task: Task) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters (foreach kernels; state in the parameters' dtype)."""
+    """AdamW over the trainable parameters (state in the parameters' dtype; eps safe for that dtype)."""
     params = [p for p in model.parameters() if p.requires_grad]
     lr = config.lr if config.lr is not None else task.default_lr
-    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    eps = max((ADAM_EPS.get(p.dtype, 1e-8) for p in params), default=1e-8)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, eps=eps)
 
 
 def build_run(config: TrainConfig, precision: Precision | None = None) -> RunSetup:
