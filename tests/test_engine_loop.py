@@ -32,7 +32,6 @@ class Probe:
     def on_step_end(self, record, run) -> None:  # type: ignore[no-untyped-def]
         if record.step != 1:
             return
-        inputs, _ = run.task.train_batch(0)
         with run.precision.autocast():
             out = run.model.head(
                 torch.zeros(1, run.model.head.in_features, dtype=run.model.head.weight.dtype)

@@ -125,7 +125,7 @@ def test_plain_backward_under_scaler_is_refused() -> None:
 
 def test_fp16_parameters_under_scaler_are_refused() -> None:
     model = _tiny(torch.float16)
-    with pytest.raises(PrecisionError, match="Attempting to unscale FP16 gradients.*fp16-true"):
+    with pytest.raises(PrecisionError, match=r"Attempting to unscale FP16 gradients.*fp16-true"):
         PrecisionOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), Precision("fp16-mixed", "cpu"))
 
 
