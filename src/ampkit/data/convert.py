@@ -161,7 +161,7 @@ def _encoded(
 def convert(
     sources: list[Source], opts: ConvertOptions, on_sample: Callable[[int], None] | None = None
 ) -> ConvertResult:
-    """Convert ``sources`` into ``opts.out``; ``on_sample(source_bytes)`` is called after each written sample."""
+    """Convert ``sources`` into ``opts.out``; ``on_sample(float32_bytes)`` follows each sample (0 if kept)."""
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     orphans = [p for p in out.iterdir() if TMP_RE.match(p.name)]
@@ -170,6 +170,10 @@ def convert(
     plan = plan_shards(sources, opts.shard_size, opts.samples_per_shard)
     done = _check_existing(out, plan, sources)
     jobs = [i for n, members in enumerate(plan) if n not in done for i in members]
+    if on_sample is not None:  # samples kept from an earlier run count as done, with 0 bytes converted
+        for n in sorted(done):
+            for _ in plan[n]:
+                on_sample(0)
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     start = time.perf_counter()
     stream = _encoded(jobs, sources, opts.codec, opts.workers)

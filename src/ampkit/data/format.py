@@ -155,6 +155,15 @@ def read_sample(shard: Path, entry: dict[str, Any]) -> tuple[bytes, dict[str, An
     return bin_bytes, meta
 
 
+def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every sample's JSON, in manifest order (seek + read per sample, no data read)."""
+    metas = []
+    for shard in manifest["shards"]:
+        with open(Path(directory) / shard["name"], "rb") as fh:
+            metas.extend(json.loads(read_member(fh, e["json"])) for e in shard["samples"])
+    return metas
+
+
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()

@@ -1,0 +1,155 @@
+"""``ampkit convert SRC... --out DIR``: store .npz/.npy arrays as 2-byte tar shards (fp16, bf16, int16).
+
+Shards read with plain ``tarfile`` or ``webdataset``; per sample ``<key>.bin`` (raw little-endian
+2-byte values) and ``<key>.json`` (shape, dtypes, offset, slope, intercept, source, range, error).
+Reruns are byte-identical; a rerun after an interruption continues where it stopped.
+See docs/data.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from ..errors import UsageError
+from .parser import add_flag
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"1G"``, ``"1.5GB"``, ``"4096"`` -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise UsageError(f"bad size {text!r}; valid: a number of bytes with optional K/M/G/T, e.g. 512M")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_offset(text: str | None) -> float | str | None:
+    """``--offset``: None, ``"auto"`` or a number."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"bad --offset {text!r}; valid: a number or auto") from None
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ampkit convert``."""
+    p = subparsers.add_parser(
+        "convert", help="store arrays as reduced-precision tar shards", description=__doc__
+    )
+    p.add_argument("sources", nargs="+", metavar="SRC", help=".npz/.npy files or folders of them")
+    add_flag(p, "out", required=True, metavar="DIR", help="output folder of shards and manifest.json")
+    add_flag(
+        p,
+        "dtype",
+        default="auto",
+        choices=("fp16", "bf16", "int16", "auto"),
+        help="stored dtype; auto: per sample int16 if integer-valued, else fp16, else bf16",
+    )
+    add_flag(
+        p,
+        "offset",
+        default=None,
+        metavar="VALUE|auto",
+        help="store x - offset (auto: middle of the value range); default none (auto for --dtype auto)",
+    )
+    add_flag(p, "array-key", default=None, metavar="KEY", help="array inside .npz files (default: the first)")
+    add_flag(p, "shard-size", default="1G", metavar="BYTES", help="max bytes per shard (K/M/G suffixes)")
+    add_flag(p, "samples-per-shard", type=int, default=1000, metavar="N", help="max samples per shard")
+    add_flag(p, "workers", type=int, default=1, metavar="N", help="processes encoding samples")
+    add_flag(
+        p,
+        "on-overflow",
+        default="error",
+        choices=("error", "clip"),
+        help="values beyond the stored dtype's range: fail naming the sample, or clip and count",
+    )
+    add_flag(p, "on-nonfinite", default="error", choices=("error", "keep"), help="NaN/Inf in a source")
+    add_flag(p, "max-abs-error", type=float, default=1.0, metavar="E", help="auto: fp16 accepted up to this")
+    add_flag(
+        p, "max-rel-error", type=float, default=0.004, metavar="R", help="auto: bf16 accepted up to this"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.2f} MB"
+
+
+def print_summary(result: Any, out: str, workers: int) -> None:
+    """The closing summary: counts, storage ratios, worst errors, throughput, shard-count advice."""
+    m = result.manifest
+    n_shards = len(m["shards"])
+    print(
+        f"converted {m['total_samples']} samples into {n_shards} shards in {out} "
+        f"(wrote {result.shards_written}, kept {result.shards_skipped} from an earlier run, "
+        f"removed {result.orphans_removed} unfinished)"
+    )
+    print("dtypes: " + ", ".join(f"{k} {v}" for k, v in m["dtype_counts"].items()))
+    f32 = m["stored_bytes"] / m["storage_ratio_vs_float32"] if m["storage_ratio_vs_float32"] else 0
+    print(
+        f"storage: {_mb(m['stored_bytes'])} on disk; ratio {m['storage_ratio_vs_float32']:.4f} of float32 "
+        f"({_mb(f32)}), {m['storage_ratio_vs_source']:.4f} of the source dtype ({_mb(m['source_bytes'])})"
+    )
+    w = m["worst_error"]
+    print(
+        f"worst error: max abs {w['max_abs']:g} (key {w['max_abs_key']}), max rel {w['max_rel']:g} "
+        f"(key {w['max_rel_key']}); values clipped: {m['overflow_clipped']}"
+    )
+    if result.seconds > 0 and result.float32_bytes_read:
+        rate = result.float32_bytes_read / result.seconds / 1e6
+        print(
+            f"throughput: {rate:,.1f} MB/s of float32 input ({workers} workers, {rate / workers:,.1f} MB/s each)"
+        )
+    print(
+        f"shards: {n_shards}; a loader splits shards over ranks x workers, so use at least that many "
+        "shards (e.g. 8 for 2 ranks x 4 workers); lower --samples-per-shard for more"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert, showing a progress bar, then print the summary."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..data.codec import CodecOptions
+    from ..data.convert import ConvertOptions, convert
+    from ..data.sources import discover
+
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}; valid: 1 or more")
+    codec = CodecOptions(
+        dtype=args.dtype,
+        offset=parse_offset(args.offset),
+        on_overflow=args.on_overflow,
+        on_nonfinite=args.on_nonfinite,
+        max_abs_error=args.max_abs_error,
+        max_rel_error=args.max_rel_error,
+    )
+    opts = ConvertOptions(
+        out=Path(args.out),
+        codec=codec,
+        shard_size=parse_size(args.shard_size),
+        samples_per_shard=args.samples_per_shard,
+        workers=args.workers,
+    )
+    sources = discover(args.sources, args.array_key)
+    columns = (
+        TextColumn("convert"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=args.quiet, transient=True) as bar:
+        task = bar.add_task("convert", total=len(sources))
+        result = convert(sources, opts, on_sample=lambda _nbytes: bar.advance(task))
+    print_summary(result, args.out, args.workers)
+    return 0
