@@ -60,7 +60,18 @@ TABLE: dict[tuple[str, str], tuple[str, Any]] = {
     ),
     ("deepspeed", "bf16-true"): ("approximate", DS_BF16_TRUE),
     ("deepspeed", "fp16-true"): ("none", None),
+    # Provisional rows for modes the lead adds to MODES later; checked once those modes exist.
+    ("accelerate", "fp8-mixed"): ("approximate", "fp8"),
+    ("lightning", "fp8-mixed"): ("approximate", "transformer-engine"),
+    ("mmengine", "fp8-mixed"): ("none", None),
+    ("deepspeed", "fp8-mixed"): ("none", None),
+    ("accelerate", "int8-qat"): ("none", None),
+    ("lightning", "int8-qat"): ("none", None),
+    ("mmengine", "int8-qat"): ("none", None),
+    ("deepspeed", "int8-qat"): ("none", None),
 }
+#: The rows whose mode exists now.
+LIVE = sorted(key for key in TABLE if key[1] in CANONICAL)
 
 
 def framework_value(framework: str, config: dict[str, Any] | None) -> Any:
@@ -77,7 +88,7 @@ def framework_value(framework: str, config: dict[str, Any] | None) -> Any:
 
 def exports_with_config(framework: str) -> list[tuple[str, Any]]:
     """(mode, framework value) for every canonical mode the framework can express."""
-    rows = [(mode, TABLE[framework, mode][1]) for mode in CANONICAL if (framework, mode) in TABLE]
+    rows = [(mode, TABLE[framework, mode][1]) for mode in CANONICAL]
     return [(mode, value) for mode, value in rows if value is not None]
 
 
@@ -93,15 +104,18 @@ def restore_torch_flags() -> Iterator[None]:
 # -- the table --------------------------------------------------------------------------------------
 def test_table_covers_every_mode_and_framework() -> None:
     assert {fw for fw, _ in TABLE} == set(FRAMEWORKS) == set(EXPORTERS)
-    assert {mode for _, mode in TABLE} == set(CANONICAL)
+    for framework in FRAMEWORKS:
+        untested = set(CANONICAL) - {mode for fw, mode in TABLE if fw == framework}
+        assert not untested, f"add the expected {framework} answer for {sorted(untested)} to TABLE"
     for name, cls in EXPORTERS.items():
         missing = set(CANONICAL) - set(cls.rows)
         assert not missing, f"add a row for {sorted(missing)} to integrations/exporters/{name}.py"
 
 
-@pytest.mark.parametrize(("framework", "mode"), sorted(TABLE))
+@pytest.mark.parametrize(("framework", "mode"), LIVE)
 def test_mapping(framework: str, mode: str) -> None:
     equivalence, value = TABLE[framework, mode]
+    assert EXPORTERS[framework].rows[mode].equivalence == equivalence
     result = export(framework, mode)
     assert (result.framework, result.precision, result.equivalence) == (framework, mode, equivalence)
     assert framework_value(framework, result.config) == value
@@ -110,6 +124,12 @@ def test_mapping(framework: str, mode: str) -> None:
         assert result.notes[0] == f"{EXPORTERS[framework].title} has no equivalent of ampkit's {mode}."
     else:
         compile(result.code, f"<{framework} {mode}>", "exec")  # every printed snippet is valid Python
+
+
+def test_provisional_rows_for_modes_not_defined_yet() -> None:
+    for framework, mode in sorted(set(TABLE) - set(LIVE)):
+        result = EXPORTERS[framework]().export(mode)
+        assert (result.equivalence, framework_value(framework, result.config)) == TABLE[framework, mode]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -182,7 +202,7 @@ def test_yaml_keeps_no_a_string() -> None:
     }
 
 
-@pytest.mark.parametrize(("framework", "mode"), sorted(TABLE))
+@pytest.mark.parametrize(("framework", "mode"), LIVE)
 def test_json_and_yaml_records_round_trip(framework: str, mode: str) -> None:
     yaml = pytest.importorskip("yaml")
     result = export(framework, mode)
