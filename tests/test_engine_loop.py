@@ -68,6 +68,7 @@ def test_every_mode_trains_digits_and_loss_falls(mode, autocast, param, scaler) 
     assert probe.seen["scaler"] is scaler
     assert probe.seen["default_dtype"] == param
     assert torch.get_default_dtype() == torch.float32  # restored after the run
+    assert torch.backends.cudnn.allow_tf32 is True and torch.backends.cuda.matmul.allow_tf32 is False
 
 
 @pytest.mark.parametrize("mode", ["fp32", "bf16-mixed", "fp16-mixed"])
@@ -91,6 +92,32 @@ def test_one_precision_line_at_start_and_metrics_written(tmp_path, caplog) -> No
     state = torch.load(tmp_path / "last.pt", weights_only=False)
     assert {"model", "optimizer", "scaler", "precision", "step", "rng"} <= set(state)
     assert state["step"] == 5 and state["precision"] == "bf16-mixed"
+
+
+class Boom:
+    """Checks the mode's global state inside the run, then raises."""
+
+    def __init__(self, tf32: bool, dtype: torch.dtype):
+        self.expected = (tf32, tf32, dtype)
+
+    def on_step_end(self, record, run) -> None:  # type: ignore[no-untyped-def]
+        seen = (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.get_default_dtype(),
+        )
+        assert seen == self.expected
+        raise RuntimeError("boom at step 1")
+
+
+@pytest.mark.parametrize(
+    ("mode", "tf32", "dtype"), [("tf32", True, torch.float32), ("bf16-true", False, torch.bfloat16)]
+)
+def test_global_state_restored_when_training_raises(mode: str, tf32: bool, dtype: torch.dtype) -> None:
+    with pytest.raises(RuntimeError, match="boom at step 1"):
+        train(TrainConfig(task="digits", precision=mode, steps=3, progress=False), hooks=[Boom(tf32, dtype)])
+    assert torch.backends.cudnn.allow_tf32 is True and torch.backends.cuda.matmul.allow_tf32 is False
+    assert torch.get_default_dtype() == torch.float32 and torch.get_float32_matmul_precision() == "highest"
 
 
 def test_epochs_convert_to_steps() -> None:
