@@ -54,17 +54,31 @@ def render(reports: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="ampkit verify", title_justify="left", show_lines=True)
-    for column in ("mode", "result", "dtypes", "scaler (planted inf)", "loss (10 steps)", "notes"):
+    table = Table(title="ampkit verify", title_justify="left")
+    for column in (
+        "mode",
+        "result",
+        "dtypes compute/params/norm",
+        "scaler (planted inf)",
+        "loss (10 steps)",
+        "note",
+    ):
         table.add_column(column, overflow="fold")
+    notes: list[str] = []
     for rep in reports:
         cells = []
         for name in ("dtypes", "scaler", "loss"):
             check = rep.check(name)
             cells.append("-" if check is None else f"{_MARK[check.passed]}: {check.detail}")
-        table.add_row(rep.mode, _STATUS[rep.status], *cells, "\n".join(rep.notes))
+        marks = []
+        for note in rep.notes:  # long fit warnings go under the table, referenced by number
+            notes.append(note)
+            marks.append(f"[{len(notes)}]")
+        table.add_row(rep.mode, _STATUS[rep.status], *cells, " ".join(marks))
     console = Console()
     console.print(table)
+    for number, note in enumerate(notes, 1):
+        console.print(f"[{number}] {note}", markup=False, highlight=False)
     failed = [r.mode for r in reports if r.status == "fail"]
     console.print(
         f"[bold red]FAILED: {', '.join(failed)}[/bold red]"

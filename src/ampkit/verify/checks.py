@@ -34,7 +34,7 @@ class Check:
     passed: bool | None
     """True/False; None when the check does not apply to the mode (e.g. no scaler)."""
     detail: str
-    """What was observed, e.g. ``"linear=bfloat16 params=float32"``."""
+    """What was observed, e.g. ``"bf16/fp32/fp32"`` (compute/params/norm dtypes)."""
 
 
 def expected_dtypes(mode: str) -> tuple[torch.dtype, torch.dtype]:
@@ -43,6 +43,10 @@ def expected_dtypes(mode: str) -> tuple[torch.dtype, torch.dtype]:
     compute = DTYPES.get(prefix, torch.float32)  # tf32 computes on fp32 tensors
     params = compute if kind in ("true", "") else torch.float32
     return compute, params
+
+
+def _short(dtype: torch.dtype) -> str:
+    return next((name for name, d in DTYPES.items() if d == dtype), dtype_name(dtype))
 
 
 def tiny_model(seed: int = 0) -> nn.Sequential:
@@ -76,7 +80,8 @@ def _optimizer(precision: Precision, model: nn.Module) -> PrecisionOptimizer:
 def check_dtypes(precision: Precision) -> Check:
     """Parameter and compute dtypes match what the mode's name promises."""
     want_compute, want_params = expected_dtypes(precision.name)
-    model = precision.prepare(tiny_model())
+    model = tiny_model()
+    precision.prepare(model)  # in place; keeps the Sequential type for indexing
     seen: dict[str, torch.dtype] = {}
 
     def record(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
@@ -86,15 +91,14 @@ def check_dtypes(precision: Precision) -> Check:
     x, _ = tiny_data(precision.device)
     with precision.scope(), precision.autocast():
         model(precision.cast_inputs(x))
-    params, norm = model[0].weight.dtype, model[1].weight.dtype
+    linear, layer_norm = model[0], model[1]
+    assert isinstance(linear, nn.Linear) and isinstance(layer_norm, nn.LayerNorm)
+    params, norm = linear.weight.dtype, layer_norm.weight.dtype
     want_norm = torch.float32 if want_params in (torch.bfloat16, torch.float16) else want_params
     ok = seen["linear"] == want_compute and params == want_params and norm == want_norm
-    detail = f"linear={dtype_name(seen['linear'])} params={dtype_name(params)} norm={dtype_name(norm)}"
+    detail = f"{_short(seen['linear'])}/{_short(params)}/{_short(norm)}"
     if not ok:
-        detail += (
-            f" (expected linear={dtype_name(want_compute)} params={dtype_name(want_params)} "
-            f"norm={dtype_name(want_norm)})"
-        )
+        detail += f", expected {_short(want_compute)}/{_short(want_params)}/{_short(want_norm)}"
     return Check("dtypes", ok, detail)
 
 
@@ -106,9 +110,7 @@ def check_scaler(precision: Precision) -> Check:
         opt = _optimizer(precision, model)
         if not precision.spec.grad_scaler:
             enabled = opt.scaler.is_enabled()
-            return Check(
-                "scaler", False if enabled else None, "ON but not needed" if enabled else "off (not needed)"
-            )
+            return Check("scaler", False if enabled else None, "ON, not wanted" if enabled else "off")
         before = [p.detach().clone() for p in model.parameters()]
         opt.backward(_loss(precision, model, x, y))
         first = next(p for p in model.parameters() if p.grad is not None)
@@ -126,9 +128,8 @@ def check_scaler(precision: Precision) -> Check:
     )
     ok = (not bad.applied) and kept and halved and good.applied and moved
     detail = (
-        f"inf step {'skipped' if not bad.applied else 'APPLIED'}"
-        f"{'' if kept else ' (weights changed)'}, scale {bad.loss_scale:g}->{bad.next_loss_scale:g}; "
-        f"clean step {'applied' if good.applied and moved else 'NOT applied'}"
+        f"inf {'skipped' if not bad.applied else 'APPLIED'}{'' if kept else ' (weights changed)'}, "
+        f"scale {bad.loss_scale:g}->{bad.next_loss_scale:g}, next {'applied' if good.applied and moved else 'NOT'}"
     )
     return Check("scaler", ok, detail)
 
@@ -148,8 +149,8 @@ def check_loss(precision: Precision, steps: int = STEPS) -> Check:
         losses.append(float(_loss(precision, model, x, y).detach()))
     finite = all(torch.isfinite(torch.tensor(losses)))
     ok = bool(finite and losses[-1] < losses[0])
-    skipped = f", {opt.skipped_steps} skipped by the scaler" if opt.skipped_steps else ""
-    return Check("loss", ok, f"{losses[0]:.4g} -> {losses[-1]:.4g} in {steps} steps{skipped}")
+    skipped = f" ({opt.skipped_steps} skipped)" if opt.skipped_steps else ""
+    return Check("loss", ok, f"{losses[0]:.3g} -> {losses[-1]:.3g}{skipped}")
 
 
 #: The checks in the order they run and are shown.
