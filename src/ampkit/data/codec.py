@@ -43,7 +43,7 @@ class SampleError(UsageError):
 class CodecOptions:
     """How samples are stored."""
 
-    dtype: str = "fp16"
+    dtype: str = "auto"
     """``fp16``, ``bf16``, ``int16`` or ``auto`` (per sample: int16, else fp16, else bf16, else refuse)."""
     offset: float | str | None = None
     """Stored value is ``x - offset``: a number, ``"auto"`` (middle of the value range, an integer for

@@ -1,0 +1,109 @@
+"""Codec: bf16 rounding, exact integer storage, fp16 error bounds, overflow/non-finite handling, auto choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ampkit.data.codec import CodecOptions, SampleError, encode, float32_to_bf16_bits
+from ampkit.data.format import widen
+from ampkit.errors import UsageError
+
+
+def _decoded(enc) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return widen(enc.data, enc.dtype, enc.offset)
+
+
+def _integer_hu(seed: int = 0, shape=(24, 24, 24)) -> np.ndarray:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(seed).integers(-1024, 3072, size=shape).astype(np.float32)
+    x.flat[:2] = (-1024, 3071)  # both ends of the 12-bit CT range
+    return x
+
+
+def _float_hu(seed: int = 1, shape=(24, 24, 24)) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.random.default_rng(seed).uniform(-1024, 3071, size=shape)  # float64 source
+
+
+def test_bf16_rounding_matches_torch_round_to_nearest_even() -> None:
+    x = np.random.default_rng(0).normal(scale=1e3, size=20000).astype(np.float32)
+    # ties: exactly half-way between two bf16 values, both parities of the kept last bit
+    ties = np.array([0x3F808000, 0x3F818000, 0xBF808000, 0x7F7F8000], dtype=np.uint32).view(np.float32)
+    x = np.concatenate([x, ties, np.array([0.0, -0.0, np.inf, -np.inf], dtype=np.float32)])
+    ours = float32_to_bf16_bits(x)
+    theirs = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.isnan(widen(float32_to_bf16_bits(np.array([np.nan], np.float32)), "bfloat16", 0.0)).all()
+
+
+@pytest.mark.parametrize(("dtype", "offset"), [("int16", None), ("fp16", "auto"), ("auto", None)])
+def test_integer_hu_round_trip_is_exact(dtype: str, offset: str | None) -> None:
+    x = _integer_hu()
+    enc = encode(x, CodecOptions(dtype=dtype, offset=offset), "s")
+    np.testing.assert_array_equal(_decoded(enc), x)
+    assert enc.max_abs == 0.0 and enc.max_rel == 0.0
+    if dtype == "fp16":
+        assert enc.dtype == "float16" and enc.offset in (
+            1023.0,
+            1024.0,
+        )  # middle of [-1024, 3071], an integer
+    else:
+        assert enc.dtype == "int16"
+
+
+def test_integer_hu_in_fp16_without_offset_is_not_exact() -> None:
+    """Why --offset exists: above 2048, fp16 holds only even integers."""
+    enc = encode(_integer_hu(), CodecOptions(dtype="fp16"), "s")
+    assert enc.max_abs == 1.0
+
+
+def test_float_hu_fp16_error_is_half_spacing_round_to_nearest() -> None:
+    x = _float_hu()
+    enc = encode(x, CodecOptions(dtype="fp16"), "s")
+    err = np.abs(_decoded(enc).astype(np.float64) - x)
+    for lo, hi, bound in ((512, 1024, 0.25), (1024, 2048, 0.5), (2048, 4096, 1.0)):
+        band = (np.abs(x) >= lo) & (np.abs(x) < hi)
+        assert band.sum() > 100 and err[band].max() <= bound
+    # the recorded figures equal a plain numpy recomputation
+    rel = err[x != 0] / np.abs(x[x != 0])
+    assert enc.max_abs == err.max() and enc.max_rel == rel.max()
+
+
+def test_overflow_names_the_sample_or_clips_with_counts() -> None:
+    x = np.array([1.0, 7e4, -1e5, 65519.0])  # 65519 still rounds to 65504: not an overflow
+    with pytest.raises(SampleError, match=r"sample vol-7: 2 values beyond the float16 range"):
+        encode(x, CodecOptions(dtype="fp16"), "vol-7")
+    enc = encode(x, CodecOptions(dtype="fp16", on_overflow="clip"), "vol-7")
+    assert enc.clipped == 2
+    np.testing.assert_array_equal(_decoded(enc), [1.0, 65504.0, -65504.0, 65504.0])
+    with pytest.raises(SampleError, match="int16 range"):
+        encode(np.array([40000.0]), CodecOptions(dtype="int16"), "s")
+
+
+def test_nonfinite_is_an_error_unless_kept() -> None:
+    x = np.array([1.5, np.nan, np.inf], dtype=np.float32)
+    with pytest.raises(SampleError, match=r"sample a\.b: 2 NaN/Inf"):
+        encode(x, CodecOptions(), "a.b")
+    enc = encode(x, CodecOptions(dtype="fp16", on_nonfinite="keep"), "a.b")
+    out = _decoded(enc)
+    assert out[0] == 1.5 and np.isnan(out[1]) and out[2] == np.inf and enc.max_abs == 0.0
+
+
+def test_auto_choice_and_reason() -> None:
+    ints = encode(_integer_hu(), CodecOptions(dtype="auto"), "s")
+    assert ints.dtype == "int16" and "int16 is exact" in ints.reason
+    floats = encode(_float_hu(), CodecOptions(dtype="auto"), "s")
+    assert floats.dtype == "float16" and "fp16 max abs error" in floats.reason and floats.max_abs <= 1.0
+    wide = encode(np.array([1.5, 2e5, -3e6]), CodecOptions(dtype="auto"), "s")
+    assert wide.dtype == "bfloat16" and "beyond the fp16 range" in wide.reason and wide.max_rel <= 2**-8
+    with pytest.raises(SampleError, match="no 2-byte dtype within tolerance"):
+        encode(_float_hu(), CodecOptions(dtype="auto", max_abs_error=1e-3, max_rel_error=1e-5), "s")
+
+
+def test_int16_needs_integers_and_options_are_checked() -> None:
+    with pytest.raises(SampleError, match="int16 needs integer values"):
+        encode(np.array([0.5]), CodecOptions(dtype="int16"), "s")
+    with pytest.raises(UsageError, match="unknown dtype"):
+        CodecOptions(dtype="fp8")
+    with pytest.raises(UsageError, match="offset"):
+        CodecOptions(offset="middle")

@@ -1,0 +1,212 @@
+"""convert: round trips, reproducible shards, plain-tar/webdataset readability, kill -9 resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ampkit.cli import main
+from ampkit.data.codec import CodecOptions
+from ampkit.data.convert import DELAY_ENV, ConvertOptions, convert
+from ampkit.data.format import decode_array, load_manifest, read_sample, shard_paths
+from ampkit.data.phantoms import write_phantom_dataset
+from ampkit.data.sources import discover
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _convert(srcs: list[str], out: Path, **codec: object) -> dict:  # type: ignore[type-arg]
+    opts = ConvertOptions(out=out, codec=CodecOptions(**codec), samples_per_shard=2)  # type: ignore[arg-type]
+    return convert(discover(srcs), opts).manifest
+
+
+def _samples(out: Path) -> dict[str, tuple[np.ndarray, dict]]:  # type: ignore[type-arg]
+    got = {}
+    for shard in load_manifest(out)["shards"]:
+        for entry in shard["samples"]:
+            bin_bytes, meta = read_sample(out / shard["name"], entry)
+            got[entry["key"]] = (decode_array(bin_bytes, meta), meta)
+    return got
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("phantoms")
+    write_phantom_dataset(root / "int", 4, seed=0, shape=(16, 16, 16), integer=True)
+    write_phantom_dataset(root / "float", 4, seed=10, shape=(16, 16, 16), integer=False)
+    return {"int": root / "int", "float": root / "float"}
+
+
+@pytest.mark.parametrize(("dtype", "offset"), [("int16", None), ("fp16", "auto")])
+def test_integer_hu_round_trip_exact(
+    phantoms: dict[str, Path], tmp_path: Path, dtype: str, offset: str
+) -> None:
+    manifest = _convert([str(phantoms["int"])], tmp_path, dtype=dtype, offset=offset)
+    assert manifest["worst_error"]["max_abs"] == 0.0
+    for key, (values, meta) in _samples(tmp_path).items():
+        src = np.load(meta["source"])["volume"]
+        np.testing.assert_array_equal(values, src.astype(np.float32), err_msg=key)
+        assert meta["source_dtype"] == "int16" and meta["error"] == {"max_abs": 0.0, "max_rel": 0.0}
+
+
+def test_float_hu_fp16_without_offset_meets_half_spacing(tmp_path: Path) -> None:
+    x = np.random.default_rng(3).uniform(-1024, 3071, size=(20, 20, 20))
+    np.save(tmp_path / "vol.v1.npy", x)  # a dotted name: the key stays dot-free, the path goes in the JSON
+    _convert([str(tmp_path / "vol.v1.npy")], tmp_path / "out", dtype="fp16")
+    ((key, (values, meta)),) = _samples(tmp_path / "out").items()
+    assert key == "000000000" and meta["source"].endswith("vol.v1.npy") and meta["offset"] == 0.0
+    err = np.abs(values.astype(np.float64) - x)
+    for lo, hi, bound in ((512, 1024, 0.25), (1024, 2048, 0.5), (2048, 4096, 1.0)):
+        band = (np.abs(x) >= lo) & (np.abs(x) < hi)
+        assert err[band].max() <= bound
+    assert meta["error"]["max_abs"] == err.max()
+    assert meta["error"]["max_rel"] == (err[x != 0] / np.abs(x[x != 0])).max()
+    assert meta["range"] == [x.min(), x.max()]
+
+
+def test_metadata_from_npz_scalars_and_sidecar(phantoms: dict[str, Path], tmp_path: Path) -> None:
+    _convert([str(phantoms["float"])], tmp_path)
+    _, meta = _samples(tmp_path)["000000001"]
+    assert meta["array_key"] == "volume" and meta["slope"] == 1.0 and meta["intercept"] == 0.0
+    assert meta["meta"]["label"] == 11 % 4 and meta["meta"]["uid"].count(".") > 3
+    assert meta["choice"]["dtype"] == meta["dtype"] == "float16" and meta["choice"]["reason"]
+
+
+def test_same_inputs_give_byte_identical_shards(phantoms: dict[str, Path], tmp_path: Path) -> None:
+    srcs = [str(phantoms["int"]), str(phantoms["float"])]
+    first = _convert(srcs, tmp_path / "a")
+    opts = ConvertOptions(out=tmp_path / "b", codec=CodecOptions(), samples_per_shard=2, workers=2)
+    second = convert(discover(srcs), opts).manifest  # parallel workers: same bytes
+    assert [s["sha256"] for s in first["shards"]] == [s["sha256"] for s in second["shards"]]
+    assert len(first["shards"]) == 4
+    for a, b in zip(shard_paths(tmp_path / "a"), shard_paths(tmp_path / "b")):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_storage_ratio_reported_by_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        np.save(tmp_path / f"f32-{i}.npy", rng.normal(size=(64, 64, 64)).astype(np.float32))
+        np.save(tmp_path / f"f64-{i}.npy", rng.normal(size=(64, 64, 64)))
+    f32 = sorted(str(p) for p in tmp_path.glob("f32-*.npy"))
+    f64 = sorted(str(p) for p in tmp_path.glob("f64-*.npy"))
+    assert main(["convert", *f32, "--out", str(tmp_path / "o32"), "--dtype", "fp16", "--quiet"]) == 0
+    assert main(["convert", *f64, "--out", str(tmp_path / "o64"), "--dtype", "bf16", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    ratios = [float(r) for r in re.findall(r"ratio ([0-9.]+) of float32", out)]
+    sources = [float(r) for r in re.findall(r"([0-9.]+) of the source dtype", out)]
+    assert ratios[0] <= 0.51 and sources[1] <= 0.26, out
+    assert load_manifest(tmp_path / "o64")["storage_ratio_vs_source"] == pytest.approx(sources[1], abs=1e-4)
+
+
+_PLAIN_READER = """
+import glob, json, sys, tarfile
+import numpy as np, webdataset as wds
+shards = sorted(glob.glob(sys.argv[1] + "/shard-*.tar"))
+plain = {}
+for s in shards:
+    with tarfile.open(s) as tf:
+        for m in tf.getmembers():
+            if m.name.endswith(".json"):
+                meta = json.loads(tf.extractfile(m).read())
+                raw = tf.extractfile(meta["key"] + ".bin").read()
+                plain[meta["key"]] = float(np.frombuffer(raw, meta["dtype"]).astype(np.float64).sum() + meta["offset"] * np.prod(meta["shape"]))
+via_wds = {}
+for sample in wds.WebDataset(shards, shardshuffle=False):
+    assert set(sample) - {"__key__", "__url__", "__local_path__"} == {"bin", "json"}, sorted(sample)
+    meta = json.loads(sample["json"])
+    via_wds[sample["__key__"]] = float(np.frombuffer(sample["bin"], meta["dtype"]).astype(np.float64).sum() + meta["offset"] * np.prod(meta["shape"]))
+assert not any(m.startswith("ampkit") for m in sys.modules), "ampkit was imported"
+print(json.dumps({"plain": plain, "wds": via_wds}))
+"""
+
+
+def test_shards_open_with_tarfile_and_webdataset_without_ampkit(
+    phantoms: dict[str, Path], tmp_path: Path
+) -> None:
+    _convert([str(phantoms["int"]), str(phantoms["float"])], tmp_path, dtype="fp16", offset="auto")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PLAIN_READER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
+    got = json.loads(proc.stdout)
+    expected = {k: float(v.astype(np.float64).sum()) for k, (v, _) in _samples(tmp_path).items()}
+    assert got["plain"] == got["wds"] and sorted(got["wds"]) == sorted(expected) and len(expected) == 8
+    for key, total in expected.items():
+        assert got["wds"][key] == pytest.approx(total, rel=1e-6)  # decode adds the offset in float32
+
+
+def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_phantom_dataset(src, 12, seed=5, shape=(16, 16, 16), integer=False)
+    reference = _convert([str(src)], tmp_path / "ref")  # samples_per_shard=2: 6 shards
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ampkit",
+        "convert",
+        str(src),
+        "--out",
+        str(out),
+        "--samples-per-shard",
+        "2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, DELAY_ENV: "0.15"},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "shard-000000.tar").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    complete = shard_paths(out)
+    assert 1 <= len(complete) < 6 and not (out / "manifest.json").exists()
+    assert list(out.glob(".shard-*.tar.tmp")), "the kill should leave an unfinished shard behind"
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
+    assert f"kept {len(complete)} from an earlier run, removed 1 unfinished" in rerun.stdout
+    assert load_manifest(out) == reference and not list(out.glob(".*.tmp"))
+    assert main(["verify-shards", str(out), "--quiet"]) == 0
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.savez(tmp_path / "a.npz", image=np.zeros((2, 2), np.float32))
+    assert main(["convert", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["convert", str(tmp_path / "a.npz"), "--array-key", "volume", "--out", str(tmp_path / "o")]) == 2
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", str(tmp_path / "a.npz"), "--dtype", "fp8", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(lines) == 3 and "no such file" in lines[0] and "has no array 'volume'; arrays: image" in lines[1]
+    )
+    assert "invalid choice: 'fp8'" in lines[2]
+
+
+def test_rerun_into_a_folder_of_another_conversion_is_refused(
+    phantoms: dict[str, Path], tmp_path: Path
+) -> None:
+    _convert([str(phantoms["int"])], tmp_path)
+    with pytest.raises(Exception, match="different conversion"):
+        _convert([str(phantoms["float"])], tmp_path)
