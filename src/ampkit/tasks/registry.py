@@ -14,6 +14,7 @@ TaskFactory = Callable[[TaskSpec], Task]
 BUILTIN: dict[str, str] = {
     "digits": "ampkit.tasks.digits:make_task",
     "tinygpt": "ampkit.tasks.tinygpt:make_task",
+    "ct": "ampkit.tasks.ct:make_task",
 }
 
 

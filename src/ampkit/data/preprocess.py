@@ -1,0 +1,137 @@
+"""The float32 preprocessing chain that follows decoding: rescale, clip, normalise, resize.
+
+Every step runs in float32 (the guide's rule: store in 2 bytes, compute in 4), on whatever
+device the batch is on. With ``on="cpu"`` the loader workers run it; with ``on="device"`` the
+loader hands over the stored 2-byte batch, which crosses the host-to-device bus at half the
+bytes of float32, and :func:`finish_batch` decodes and preprocesses it on the training device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UsageError
+
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What happens to a decoded float32 sample before it reaches the model."""
+
+    rescale: bool = True
+    """Apply each sample's ``x * slope + intercept`` (e.g. stored values -> Hounsfield units)."""
+    clip: tuple[float, float] | None = None
+    """``(lo, hi)``: clip rescaled values to this range (e.g. ``(-1000, 1000)`` HU); None: no clip."""
+    normalize: Literal["none", "range", "meanstd"] = "none"
+    """``range``: map ``clip`` linearly onto [-1, 1]; ``meanstd``: ``(x - mean) / std``; ``none``."""
+    mean: float = 0.0
+    """Mean subtracted by ``normalize="meanstd"``."""
+    std: float = 1.0
+    """Standard deviation divided by ``normalize="meanstd"``."""
+    resize: tuple[int, ...] | None = None
+    """Target size of the trailing 1-3 axes (``torch.nn.functional.interpolate``); None: keep."""
+    resize_mode: Literal["linear", "nearest", "area"] = "linear"
+    """Interpolation: ``linear`` (linear/bilinear/trilinear by rank), ``nearest`` or ``area``."""
+    add_channel: bool = False
+    """Insert a channel axis of size 1 after the batch axis (``Conv3d`` wants ``N, C, D, H, W``)."""
+    on: Literal["cpu", "device"] = "cpu"
+    """Where the chain runs: in the loader (CPU) or on the training device after the 2-byte copy."""
+
+    def __post_init__(self) -> None:
+        if self.normalize not in ("none", "range", "meanstd"):
+            raise UsageError(f"normalize={self.normalize!r}; valid: none, range, meanstd")
+        if self.normalize == "range" and self.clip is None:
+            raise UsageError("normalize='range' maps the clip range to [-1, 1]; give clip=(lo, hi)")
+        if self.clip is not None and not self.clip[0] < self.clip[1]:
+            raise UsageError(f"clip={self.clip}: need lo < hi")
+        if self.normalize == "meanstd" and not self.std > 0:
+            raise UsageError(f"std={self.std}: must be > 0")
+        if self.resize is not None and not 1 <= len(self.resize) <= 3:
+            raise UsageError(f"resize={self.resize}: give 1 to 3 sizes for the trailing axes")
+        if self.on not in ("cpu", "device"):
+            raise UsageError(f"on={self.on!r}; valid: cpu, device")
+
+
+def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Shape a ``[B]`` vector to broadcast over ``x``'s sample axes."""
+    return v.to(x.device, torch.float32).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def apply_chain(
+    stored: torch.Tensor,
+    offset: torch.Tensor,
+    slope: torch.Tensor,
+    intercept: torch.Tensor,
+    cfg: PreprocessConfig,
+) -> torch.Tensor:
+    """Batch of stored values ``[B, ...]`` (any dtype) -> preprocessed float32.
+
+    ``offset``, ``slope`` and ``intercept`` are per-sample ``[B]`` vectors from the metadata.
+    Runs in float32 even inside an autocast region (evaluation under a mixed precision).
+    """
+    with torch.autocast(stored.device.type, enabled=False):
+        return _chain(stored, offset, slope, intercept, cfg)
+
+
+def _chain(
+    stored: torch.Tensor,
+    offset: torch.Tensor,
+    slope: torch.Tensor,
+    intercept: torch.Tensor,
+    cfg: PreprocessConfig,
+) -> torch.Tensor:
+    x = stored.to(torch.float32)
+    x = x + _per_sample(offset, x)
+    if cfg.rescale:
+        x = x * _per_sample(slope, x) + _per_sample(intercept, x)
+    if cfg.clip is not None:
+        x = x.clamp(cfg.clip[0], cfg.clip[1])
+    if cfg.normalize == "range":
+        lo, hi = cfg.clip  # type: ignore[misc]  # checked in __post_init__
+        x = (x - lo) * (2.0 / (hi - lo)) - 1.0
+    elif cfg.normalize == "meanstd":
+        x = (x - cfg.mean) / cfg.std
+    if cfg.resize is not None:
+        x = _resize(x, cfg.resize, cfg.resize_mode)
+    if cfg.add_channel:
+        x = x.unsqueeze(1)
+    return x
+
+
+def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
+    k = len(size)
+    if x.dim() - 1 < k:
+        raise UsageError(
+            f"resize={size} needs samples with at least {k} axes, got shape {tuple(x.shape[1:])}"
+        )
+    lead, spatial = x.shape[:-k], x.shape[-k:]
+    if tuple(spatial) == tuple(size):
+        return x
+    flat = x.reshape(-1, 1, *spatial)  # interpolate wants (N, C, *spatial)
+    kwargs: dict[str, Any] = {"align_corners": False} if mode == "linear" else {}
+    out = F.interpolate(flat, size=size, mode=_LINEAR[k] if mode == "linear" else mode, **kwargs)
+    return out.reshape(*lead, *size)
+
+
+def finish_batch(batch: dict[str, Any], device: torch.device | str, cfg: PreprocessConfig) -> dict[str, Any]:
+    """Move a loader batch to ``device``; for a 2-byte (``on="device"``) batch, decode and preprocess there.
+
+    Batches already preprocessed on the CPU are only moved. Returns a new dict with ``x``
+    (float32) on ``device``; other tensors are moved too, lists are kept.
+    """
+    device = torch.device(device)
+    out = dict(batch)
+    if "raw" in batch:
+        raw = batch["raw"].to(device, non_blocking=True)
+        out["x"] = apply_chain(raw, batch["offset"], batch["slope"], batch["intercept"], cfg)
+        for name in ("raw", "offset", "slope", "intercept"):
+            out.pop(name)
+    for name, value in out.items():
+        if isinstance(value, torch.Tensor):
+            out[name] = value.to(device, non_blocking=True)
+    return out
