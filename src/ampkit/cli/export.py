@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             table = EXPORTERS[result.framework].rows
             has = [mode for mode in CANONICAL if table.get(mode) and table[mode].equivalence != "none"]
             raise UsageError(
-                f"{result.notes[0].rstrip('.')}; it has: {', '.join(has)} (drop --config-only for the workaround)"
+                f"{result.notes[0].rstrip('.')}; it has: {', '.join(has)} "
+                "(drop --config-only for the workaround)"
             )
         for note in result.notes:
             print(f"ampkit export: note: {note}", file=sys.stderr)

@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 from .base import TF32_OFF, TF32_ON, Exporter, Row
 
 _TRUE_HALF = (
-    'Accelerate only autocasts; it never stores the parameters themselves in half precision. Closest: Accelerator(mixed_precision="no") and model.to({dtype}) before accelerator.prepare(model) '
-    "(the whole model, normalisation layers included; ampkit keeps those in fp32).",
+    "Accelerate only autocasts; it never stores the parameters themselves in half precision. "
+    'Closest: Accelerator(mixed_precision="no") and model.to({dtype}) before accelerator.prepare(model) '
+    "(the whole model, normalisation layers included; ampkit keeps those in fp32)."
 )
 
 
@@ -55,8 +56,8 @@ class AccelerateExporter(Exporter):
                 'On CPU Accelerate accepts "fp16" but neither autocasts nor scales: training runs in fp32.',
             ),
         ),
-        "bf16-true": Row("none", notes=tuple(n.format(dtype="torch.bfloat16") for n in _TRUE_HALF)),
-        "fp16-true": Row("none", notes=tuple(n.format(dtype="torch.float16") for n in _TRUE_HALF)),
+        "bf16-true": Row("none", notes=(_TRUE_HALF.format(dtype="torch.bfloat16"),)),
+        "fp16-true": Row("none", notes=(_TRUE_HALF.format(dtype="torch.float16"),)),
         # Provisional rows for modes the lead adds later; revisit once ampkit defines them.
         "fp8-mixed": Row(
             "approximate",

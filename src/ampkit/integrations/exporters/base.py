@@ -36,7 +36,7 @@ class Row:
     equivalence: Equivalence
     """How close the framework's setting comes to the ampkit mode."""
     value: Any = None
-    """The framework's own value (``"bf16"``, ``"bf16-mixed"``, a config dict); ``None`` when there is none."""
+    """The framework's own value (``"bf16"``, ``"bf16-mixed"``, a config dict); ``None`` if none."""
     extra_code: tuple[str, ...] = ()
     """Python lines to run next to the setting (global flags the framework does not set)."""
     notes: tuple[str, ...] = ()

@@ -18,10 +18,12 @@ from .base import TF32_OFF, TF32_ON, Exporter, Row
 _NEITHER = {"fp16": {"enabled": False}, "bf16": {"enabled": False}}
 _NATIVE = (
     "DeepSpeed's native {what} keeps the model in {dtype} with fp32 master weights in the optimizer "
-    "and runs forward and backward in {dtype}; ampkit autocasts (fp32 weights, precision-sensitive ops in fp32)."
+    "and runs forward and backward in {dtype}; ampkit autocasts (fp32 weights, precision-sensitive "
+    "ops in fp32)."
 )
 _AUTOCAST = (
-    'Autocast-exact alternative in recent DeepSpeed: {{"torch_autocast": {{"enabled": true, "dtype": "{dtype}"}}}} '
+    "Autocast-exact alternative in recent DeepSpeed: "
+    '{{"torch_autocast": {{"enabled": true, "dtype": "{dtype}"}}}} '
     "instead of this block (never both)."
 )
 
@@ -87,7 +89,8 @@ class DeepSpeedExporter(Exporter):
         "int8-qat": Row(
             "none",
             notes=(
-                "DeepSpeed's compression library does QAT through compression_training, not a precision block.",
+                "DeepSpeed's compression library does QAT through compression_training, "
+                "not a precision block.",
             ),
         ),
     }
@@ -101,6 +104,6 @@ class DeepSpeedExporter(Exporter):
         return [
             "import deepspeed",
             f"ds_config.update({value!r})  # ds_config: your existing DeepSpeed config dict",
-            "engine, optimizer, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), "
-            "config=ds_config)",
+            "engine, optimizer, _, _ = deepspeed.initialize("
+            "model=model, model_parameters=model.parameters(), config=ds_config)",
         ]

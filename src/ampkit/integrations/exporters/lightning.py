@@ -41,7 +41,8 @@ class LightningExporter(Exporter):
             "16-mixed",
             notes=(
                 # lightning/fabric/connector.py and the Trainer's accelerator connector.
-                'On CPU Lightning replaces "16-mixed" by "bf16-mixed" (with a warning): fp16 AMP is GPU-only.',
+                'On CPU Lightning replaces "16-mixed" by "bf16-mixed" (with a warning): '
+                "fp16 AMP is GPU-only.",
             ),
         ),
         "bf16-true": Row("approximate", "bf16-true", notes=(_WHOLE_MODEL,)),

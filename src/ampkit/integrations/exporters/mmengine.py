@@ -15,7 +15,10 @@ from .base import TF32_OFF, TF32_ON, Exporter, Row
 
 _PLAIN = {"type": "OptimWrapper"}
 _GPU_ONLY = "AmpOptimWrapper asserts a CUDA/NPU/MLU device: MMEngine has no CPU mixed precision."
-_TRUE_HALF = "MMEngine's optimizer wrappers keep the parameters as the model built them. Closest: convert the model with model.to({dtype}) yourself (no fp32 islands, no master weights)."
+_TRUE_HALF = (
+    "MMEngine's optimizer wrappers keep the parameters as the model built them. Closest: convert "
+    "the model with model.to({dtype}) yourself (no fp32 islands, no master weights)."
+)
 
 
 def _py(value: Any) -> str:
