@@ -69,7 +69,7 @@ def make_phantom(
     lesion_hu = LESION_HU[lesion]
     if lesion_hu is not None:
         center = rng.uniform(-0.3, 0.3, 3) * body
-        vol[_ellipsoid(grid, center, rng.uniform(0.12, 0.2, 3))] = lesion_hu
+        vol[_ellipsoid(grid, center, rng.uniform(0.2, 0.3, 3))] = lesion_hu
     vol += rng.normal(0.0, noise_hu, size=shape)
     if integer:
         vol = np.round(vol)

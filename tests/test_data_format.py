@@ -1,0 +1,116 @@
+"""Format: names, index member skipped by webdataset, data offsets, decoding, manifest rebuild."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from webdataset.tariterators import tar_file_iterator
+
+from ampkit.data.codec import CodecOptions
+from ampkit.data.convert import ConvertOptions, convert
+from ampkit.data.format import (
+    INDEX_MEMBER,
+    decode_array,
+    decode_tensor,
+    load_manifest,
+    read_index,
+    read_sample,
+    rebuild_manifest,
+    sample_key,
+    shard_name,
+    shard_paths,
+    tmp_name,
+)
+from ampkit.data.sources import discover
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fmt")
+    rng = np.random.default_rng(0)
+    np.save(root / "a.npy", rng.integers(-1024, 3072, size=(5, 6, 7)).astype(np.int16))
+    np.save(root / "b.npy", rng.uniform(-1000, 1000, size=(3, 4)).astype(np.float32))
+    np.save(root / "c.npy", np.array([1.5, 3e5, -2e6]))
+    convert(
+        discover([str(root / n) for n in ("a.npy", "b.npy", "c.npy")]),
+        ConvertOptions(out=root / "out", codec=CodecOptions(dtype="auto"), samples_per_shard=2),
+    )
+    return root / "out"
+
+
+def test_names() -> None:
+    assert sample_key(42) == "000000042" and "." not in sample_key(7)
+    assert shard_name(3) == "shard-000003.tar" and tmp_name(3) == ".shard-000003.tar.tmp"
+
+
+def test_index_member_is_last_and_skipped_by_webdataset(shard_dir: Path) -> None:
+    path = shard_paths(shard_dir)[0]
+    with tarfile.open(path) as tf:
+        names = tf.getnames()
+    assert names == ["000000000.bin", "000000000.json", "000000001.bin", "000000001.json", INDEX_MEMBER]
+    with open(path, "rb") as fh:
+        seen = [s["fname"] for s in tar_file_iterator(fh)]
+    assert seen == names[:-1]
+    # the name matters: webdataset's default skip_meta regex needs the name to end after "__"
+    assert re.match(r"__[^/]*__($|/)", INDEX_MEMBER) and not re.match(r"__[^/]*__($|/)", "__index__.json")
+
+
+def test_index_offsets_are_tarfile_data_offsets(shard_dir: Path) -> None:
+    for path in shard_paths(shard_dir):
+        index = read_index(path)
+        with tarfile.open(path) as tf:
+            members = {m.name: m for m in tf.getmembers()}
+        for entry in index["samples"]:
+            for kind in ("bin", "json"):
+                member = members[f"{entry['key']}.{kind}"]
+                assert entry[kind] == [member.offset_data, member.size]
+                assert member.mtime == 0 and member.uid == member.gid == 0 and member.mode == 0o644
+                assert member.uname == member.gname == ""
+
+
+def test_decode_array_and_tensor_agree(shard_dir: Path) -> None:
+    manifest = load_manifest(shard_dir)
+    dtypes = set()
+    for shard in manifest["shards"]:
+        for entry in shard["samples"]:
+            bin_bytes, meta = read_sample(shard_dir / shard["name"], entry)
+            values = decode_array(bin_bytes, meta)
+            raw, offset = decode_tensor(bin_bytes, meta)
+            assert values.dtype == np.float32 and list(values.shape) == meta["shape"]
+            assert raw.element_size() == 2 and str(raw.dtype).endswith(meta["dtype"])
+            np.testing.assert_array_equal((raw.float() + offset).numpy(), values)
+            dtypes.add(meta["dtype"])
+            assert json.loads(json.dumps(meta)) == meta
+    assert dtypes == {"int16", "float16", "bfloat16"}
+    assert manifest["dtype_counts"] == {"bfloat16": 1, "float16": 1, "int16": 1}
+
+
+def test_decode_tensor_bf16_is_torch_bfloat16() -> None:
+    x = torch.tensor([1.0, -2.5, 300.0], dtype=torch.bfloat16)
+    raw, offset = decode_tensor(x.view(torch.int16).numpy().tobytes(), {"dtype": "bfloat16", "shape": [3]})
+    assert raw.dtype == torch.bfloat16 and torch.equal(raw, x) and offset == 0.0
+
+
+def test_rebuild_manifest_equals_written(shard_dir: Path, tmp_path: Path) -> None:
+    written = load_manifest(shard_dir)
+    assert rebuild_manifest(shard_dir, write=False) == written
+    assert written["total_samples"] == 3 and len(written["shards"]) == 2
+
+
+def test_load_manifest_rejects_foreign_format(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"format": "other/9"}')
+    with pytest.raises(ValueError, match="ampkit-shards/1"):
+        load_manifest(tmp_path)
+
+
+def test_decode_checks_sizes() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        decode_array(b"\x00" * 6, {"key": "k", "dtype": "float16", "shape": [2, 2]})
+    with pytest.raises(ValueError, match="unknown stored dtype"):
+        decode_array(b"\x00" * 8, {"key": "k", "dtype": "float8", "shape": [2, 2]})

@@ -1,0 +1,72 @@
+"""verify-shards: a flipped byte names the shard (and the key when it hits sample data); clean dirs pass."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ampkit.cli import main
+from ampkit.data.convert import ConvertOptions, convert
+from ampkit.data.format import load_manifest
+from ampkit.data.sources import discover
+from ampkit.data.verify import verify_shards
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("verify")
+    for i in range(4):
+        np.save(root / f"v{i}.npy", np.random.default_rng(i).normal(size=(8, 8)).astype(np.float32))
+    convert(discover([str(root)]), ConvertOptions(out=root / "out", samples_per_shard=2))
+    return root / "out"
+
+
+def _copy_flipped(clean: Path, tmp_path: Path, shard: int, where: str) -> tuple[Path, str, str]:
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    entry = load_manifest(out)["shards"][shard]
+    position = {"bin": entry["samples"][1]["bin"][0] + 5, "header": 100}[
+        where
+    ]  # 100: inside the first header
+    path = out / entry["name"]
+    data = bytearray(path.read_bytes())
+    data[position] ^= 0x01
+    path.write_bytes(bytes(data))
+    return out, entry["name"], entry["samples"][1]["key"]
+
+
+def test_clean_dir_passes(clean: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert verify_shards(clean).ok
+    assert main(["verify-shards", str(clean), "--quiet"]) == 0
+    assert "ok: 2 shards, 4 samples" in capsys.readouterr().out
+
+
+def test_flipped_byte_in_sample_data_names_shard_and_key(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, shard, key = _copy_flipped(clean, tmp_path, shard=1, where="bin")
+    assert main(["verify-shards", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"BAD {shard} key {key}: sample bytes differ" in err and f"BAD {shard}: sha256 differs" in err
+    assert "shard-000000.tar" not in err
+
+
+def test_flipped_byte_in_tar_header_names_shard(clean: Path, tmp_path: Path) -> None:
+    out, shard, _ = _copy_flipped(clean, tmp_path, shard=0, where="header")
+    report = verify_shards(out)
+    assert not report.ok and {p.shard for p in report.problems} == {shard}
+    assert any("sha256 differs" in str(p) for p in report.problems)
+
+
+def test_missing_shard_and_bad_folder(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    (out / "shard-000001.tar").unlink()
+    assert [str(p) for p in verify_shards(out).problems] == ["shard-000001.tar: missing"]
+    assert main(["verify-shards", str(tmp_path / "nope")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
