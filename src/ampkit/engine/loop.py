@@ -27,7 +27,11 @@ METRICS_NAME = "metrics.json"
 
 
 class TrainHook(Protocol):
-    """Called after every optimizer step (the study uses it to start meters after warm-up)."""
+    """Called after every optimizer step (the study uses it to start meters after warm-up).
+
+    A hook may also define ``on_train_start(run)``: called once, right before the first step
+    (after setup, resume and the precision scope), so meters can start exactly at training.
+    """
 
     def on_step_end(self, record: StepRecord, run: RunSetup) -> None: ...
 
@@ -114,6 +118,10 @@ def train(
         StepProgress(run.total_steps, label, enabled=config.progress, completed=start) as bar,
     ):
         run.model.train()
+        for hook in hooks:
+            start_hook = getattr(hook, "on_train_start", None)  # optional: older hooks lack it
+            if start_hook is not None:
+                start_hook(run)
         for step in range(start, run.total_steps):
             began = time.perf_counter()
             loss, outcome = run_step(run, step)
