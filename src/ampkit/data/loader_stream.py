@@ -24,6 +24,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from .format import read_member
 from .order import EpochPlan, Policy, current_worker, epoch_order, resolve_rank
 from .preprocess import PreprocessConfig
 from .samples import Decoded, OnError, ShardError, ShardSet, assemble, decode, scan_shard, shard_damage
@@ -138,27 +139,35 @@ class StreamingShards(IterableDataset[dict[str, Any]]):
         """This worker's samples of ``shard`` that are intact, by key (damaged ones raise or are left out)."""
         info = self.shards.shards[shard]
         got, digest, stream_error = self._stream(shard, keys)
+        raw = {k: (v["bin"], v["json"]) for k, v in got.items()}
         damaged: dict[str, str] = {}
         suspect = digest != info["sha256"]
+        starts = int(self.shards.starts[shard])
+        entries = {e["key"]: (starts + i, e) for i, e in enumerate(info["samples"]) if e["key"] in keys}
         if suspect:  # localise over the whole shard, so every worker blames the same samples
             everywhere = scan_shard(self.shards.path(shard), info["samples"])
             shard_damage(info["name"], everywhere, self.on_error)
             damaged = {k: v for k, v in everywhere.items() if k in keys}
-        for key in sorted(keys - set(got) - set(damaged)):
+            lost = keys - set(raw) - set(damaged)
+            if lost:  # intact by offsets, cut off by a damaged tar header: fetch them by offset
+                with open(self.shards.path(shard), "rb") as fh:
+                    for k in lost:
+                        raw[k] = (
+                            read_member(fh, entries[k][1]["bin"]),
+                            read_member(fh, entries[k][1]["json"]),
+                        )
+        for key in sorted(keys - set(raw) - set(damaged)):
             damaged[key] = f"missing from the tar stream ({stream_error or 'stream ended early'})"
             if self.on_error == "raise":
                 raise ShardError(info["name"], key, damaged[key])
-        starts = int(self.shards.starts[shard])
-        entries = {e["key"]: (starts + i, e) for i, e in enumerate(info["samples"]) if e["key"] in keys}
         out: dict[str, Decoded] = {}
         for key in keys - set(damaged):
             index, entry = entries[key]
             try:
-                out[key] = decode(index, got[key]["bin"], got[key]["json"], entry, checked=suspect)
+                out[key] = decode(index, raw[key][0], raw[key][1], entry, checked=suspect)
             except (ValueError, KeyError) as err:
                 if self.on_error == "raise":
                     raise ShardError(info["name"], key, str(err)) from err
-                damaged[key] = str(err)
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
