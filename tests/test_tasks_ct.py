@@ -30,7 +30,7 @@ def test_small_task_builds_its_shards_once_and_batches_are_pure(cache: Path) -> 
     x, y = task.train_batch(5)
     side = SIZES["small"].side
     assert x.shape == (8, 1, side, side, side) and x.dtype == torch.float32
-    assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0  # clipped HU window mapped to [-1, 1]
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0  # clipped HU window mapped to [-1, 1]
     assert y.dtype == torch.int64 and task.samples_per_epoch == 39
 
     again = build_task("ct", spec)  # second build reuses the cache
