@@ -148,8 +148,17 @@ def run(args: argparse.Namespace) -> int:
         TextColumn("samples"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), disable=args.quiet, transient=True) as bar:
+    # auto_refresh off: no refresh thread, so convert's worker processes can be forked safely
+    progress = Progress(
+        *columns, console=Console(stderr=True), disable=args.quiet, transient=True, auto_refresh=False
+    )
+    with progress as bar:
         task = bar.add_task("convert", total=len(sources))
-        result = convert(sources, opts, on_sample=lambda _nbytes: bar.advance(task))
+
+        def advance(_nbytes: int) -> None:
+            bar.advance(task)
+            bar.refresh()
+
+        result = convert(sources, opts, on_sample=advance)
     print_summary(result, args.out, args.workers)
     return 0

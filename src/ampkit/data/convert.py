@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +142,11 @@ def _encoded(
         for i in jobs:
             yield encode_sample(i, sources[i], codec)
         return
-    # spawn, not fork: the parent may run a progress thread, and fork with threads can deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    # fork where there is one: a spawned worker would re-import ampkit, and with it torch (seconds
+    # per worker). Forking is safe here because the parent runs no threads meanwhile (the CLI's
+    # progress bar refreshes on each sample, without its own thread) and workers only use numpy.
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
         pending: deque[Future[tuple[str, bytes, bytes]]] = deque()
         todo = iter(jobs)
         for i in todo:
