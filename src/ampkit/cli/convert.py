@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         "offset",
         default=None,
         metavar="VALUE|auto",
-        help="store x - offset (auto: middle of the value range); default none (auto for --dtype auto)",
+        help="store x - offset (auto: middle of the value range); default: none (--dtype auto: fp16 takes the middle where that lowers its error)",
     )
     add_flag(p, "array-key", default=None, metavar="KEY", help="array inside .npz files (default: the first)")
     add_flag(p, "shard-size", default="1G", metavar="BYTES", help="max bytes per shard (K/M/G suffixes)")

@@ -47,7 +47,8 @@ class CodecOptions:
     """``fp16``, ``bf16``, ``int16`` or ``auto`` (per sample: int16, else fp16, else bf16, else refuse)."""
     offset: float | str | None = None
     """Stored value is ``x - offset``: a number, ``"auto"`` (middle of the value range, an integer for
-    integer-valued data) or None (no offset for a fixed dtype; ``auto`` when ``dtype`` is ``auto``)."""
+    integer-valued data) or None: no offset for a fixed dtype; with ``auto`` dtype, fp16 takes the
+    range middle only where that lowers its error bound (an offset spoils relative error near 0)."""
     on_overflow: str = "error"
     """``error`` or ``clip`` (values beyond the stored dtype's range are clipped and counted)."""
     on_nonfinite: str = "error"
@@ -198,6 +199,23 @@ def error_stats(x: np.ndarray, stored: np.ndarray, dtype: str, offset: float) ->
     return max_abs, max_rel
 
 
+def _fp16_bound(rng: tuple[float, float], offset: float) -> float:
+    """Half the fp16 spacing at the largest stored magnitude: the round-to-nearest error bound."""
+    top = max(abs(rng[0] - offset), abs(rng[1] - offset))
+    return float(np.spacing(np.float16(top))) / 2 if top <= FP16_MAX else float("inf")
+
+
+def _fp16_offset(rng: tuple[float, float] | None, integer: bool) -> float:
+    """``auto``'s fp16 offset: the range middle where it lowers the error bound, else 0.
+
+    An offset that does not help only spoils the relative error of values near zero.
+    """
+    if rng is None:
+        return 0.0
+    mid = resolve_offset("auto", rng, integer)
+    return mid if _fp16_bound(rng, mid) < _fp16_bound(rng, 0.0) else 0.0
+
+
 def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
     """Encode one sample as ``opts`` says (``auto``: pick per sample and record why)."""
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
@@ -222,12 +240,14 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
             enc.reason = f"integer values in {span}: int16 is exact"
             return enc
     strict = CodecOptions(dtype="auto", offset=opts.offset, on_nonfinite=opts.on_nonfinite)
-    offset = resolve_offset("auto" if opts.offset is None else opts.offset, rng, integer)
+    offset = _fp16_offset(rng, integer) if opts.offset is None else resolve_offset(opts.offset, rng, integer)
     why_not = "non-integer values" if not integer else f"integer values in {span} exceed int16"
     try:
         enc = encode_as(x, "float16", offset, strict, name)
         if enc.max_abs <= opts.max_abs_error:
-            enc.reason = f"{why_not}; fp16 max abs error {enc.max_abs:g} <= {opts.max_abs_error:g}"
+            enc.reason = (
+                f"{why_not}; fp16 max abs error {enc.max_abs:g} <= {opts.max_abs_error:g} (offset {offset:g})"
+            )
             return enc
         fp16_fail = f"fp16 max abs error {enc.max_abs:g} > {opts.max_abs_error:g}"
     except SampleError:
