@@ -38,7 +38,7 @@ def test_probe_is_time_boxed_and_keeps_fp16_small() -> None:
     assert set(tp.results) == {"fp32", "bf16", "fp16"}  # tf32 only where it exists
     for result in tp.results.values():
         sizes = [p.size for p in result.points]
-        assert sizes == sorted(sizes) and sizes[0] == 128 and sizes[-1] >= 256  # always up to min_size
+        assert sizes == sorted(sizes) and sizes[0] == 256 and sizes[-1] >= 512  # always up to min_size
         assert all(p.gflops > 0 and p.repeats >= 1 and p.fastest <= p.seconds for p in result.points)
     assert tp.results["fp16"].best.size <= 512  # emulated fp16 never grows to a big matmul
     assert tp.ratio("fp32") == (1.0, tp.results["fp32"].best.size)

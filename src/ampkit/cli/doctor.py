@@ -63,12 +63,20 @@ def render(report: dict[str, Any]) -> None:
 
     measured = report["throughput"]
     if measured:
+        load = measured["load_average"]
+        busy = load is not None and load >= 0.75 * measured["cpu_count"]
         table = Table(
             title=f"Measured matmul on {measured['device']} ({measured['threads']} threads, "
-            f"~{measured['budget_s']:g} s budget; noisy if the machine is shared)",
+            f"~{measured['budget_s']:g} s budget"
+            + (
+                f"; [yellow]machine busy: load {load:.1f} on {measured['cpu_count']} cores, figures noisy[/]"
+                if busy
+                else ""
+            )
+            + ")",
             title_justify="left",
         )
-        for column in ("dtype", "size", "GFLOP/s", "vs fp32 (same size)"):
+        for column in ("dtype", "size", "GFLOP/s median", "best", "vs fp32 (best, same size)"):
             table.add_column(column, justify="right" if column != "dtype" else "left")
         for name, row in measured["results"].items():
             ratio = (
@@ -76,7 +84,7 @@ def render(report: dict[str, Any]) -> None:
                 if row["ratio_to_fp32"] is None
                 else f"{row['ratio_to_fp32']:.3g}x at {row['ratio_size']}²"
             )
-            table.add_row(name, f"{row['size']}²", f"{row['gflops']:.1f}", ratio)
+            table.add_row(name, f"{row['size']}²", f"{row['gflops']:.1f}", f"{row['best_gflops']:.1f}", ratio)
         console.print(table)
 
     rec = report["recommendation"]

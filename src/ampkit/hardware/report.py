@@ -7,6 +7,7 @@ the same dict as rich tables, so the two outputs cannot disagree.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -38,25 +39,43 @@ def _device_facts(caps: DeviceCaps) -> dict[str, Any]:
     }
 
 
-def _throughput_dict(throughput: Throughput, budget_s: float) -> dict[str, Any]:
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # not on Windows
+        return None
+
+
+def _throughput_dict(throughput: Throughput, budget_s: float, load: float | None) -> dict[str, Any]:
     results = {}
     for name, result in throughput.results.items():
         best, ratio = result.best, throughput.ratio(name)
         results[name] = {
             "size": best.size,
             "gflops": round(best.gflops, 2),
+            "best_gflops": round(best.best_gflops, 2),
             "seconds": best.seconds,
+            "fastest_seconds": best.fastest,
             "repeats": best.repeats,
             "ratio_to_fp32": None if ratio is None else round(ratio[0], 4),
             "ratio_size": None if ratio is None else ratio[1],
             "points": [
-                {"size": p.size, "gflops": round(p.gflops, 2), "seconds": p.seconds, "repeats": p.repeats}
+                {
+                    "size": p.size,
+                    "gflops": round(p.gflops, 2),
+                    "best_gflops": round(p.best_gflops, 2),
+                    "seconds": p.seconds,
+                    "fastest_seconds": p.fastest,
+                    "repeats": p.repeats,
+                }
                 for p in result.points
             ],
         }
     return {
         "device": throughput.device,
         "threads": throughput.threads,
+        "cpu_count": os.cpu_count(),
+        "load_average": load,
         "budget_s": budget_s,
         "results": results,
     }
@@ -69,6 +88,7 @@ def doctor_report(device: torch.device | str = "cpu", *, budget_s: float = 2.0) 
     devices = [_device_facts(device_capabilities("cpu"))]
     if dev.type != "cpu":
         devices.append(_device_facts(caps))
+    load = _load_average()  # before the probe, which itself loads the machine
     throughput = (
         measure_matmul(dev, budget_s=budget_s, tf32_available=caps.tf32_in_hardware) if budget_s > 0 else None
     )
@@ -80,7 +100,7 @@ def doctor_report(device: torch.device | str = "cpu", *, budget_s: float = 2.0) 
         "target": str(dev),
         "devices": devices,
         "support": {name: {"level": s.level, "why": s.why} for name, s in support_matrix(caps).items()},
-        "throughput": None if throughput is None else _throughput_dict(throughput, budget_s),
+        "throughput": None if throughput is None else _throughput_dict(throughput, budget_s, load),
         "recommendation": {
             "mode": rec.mode,
             "tree_mode": rec.tree_mode,

@@ -20,6 +20,12 @@ import torch
 
 from ..precision.modes import DTYPES
 
+#: Untimed warm-up at the start of a probe, in seconds (part of the budget).
+WARMUP_S = 0.2
+#: Timed calls per size at most; more than the 3 planned when they fit the budget, because
+#: the fastest of many calls is what survives interference from other jobs.
+MAX_REPEATS = 10
+
 #: dtypes probed by default, the fp32 baseline first; ``tf32`` is fp32 with TF32 matmul allowed
 #: (measured on CUDA cc >= 8.0 only).
 PROBE_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp64")
@@ -40,8 +46,13 @@ class MatmulPoint:
 
     @property
     def gflops(self) -> float:
-        """Achieved GFLOP/s at this size."""
+        """Achieved GFLOP/s at this size (median call)."""
         return 2 * self.size**3 / self.seconds / 1e9
+
+    @property
+    def best_gflops(self) -> float:
+        """GFLOP/s of the fastest call: what the device does when other jobs leave it alone."""
+        return 2 * self.size**3 / self.fastest / 1e9
 
 
 @dataclass(frozen=True)
@@ -75,10 +86,12 @@ class Throughput:
     """Measured dtypes; a dtype the device refused is absent."""
 
     def ratio(self, dtype: str, base: str = "fp32") -> tuple[float, int] | None:
-        """``dtype``'s GFLOP/s over ``base``'s at the largest size both measured, with that size.
+        """``dtype``'s best GFLOP/s over ``base``'s at the largest size both measured, with that size.
 
         Comparing at one size matters: fp16 on a CPU is only measured at a small size, and
-        small sizes run below peak for every dtype.
+        small sizes run below peak for every dtype. Comparing fastest calls matters on a
+        shared machine: a median can land on a call slowed by another job, the fastest call
+        rarely does, and the hardware ratio is what the recommendation needs.
         """
         a, b = self.results.get(dtype), self.results.get(base)
         if a is None or b is None:
@@ -88,7 +101,7 @@ class Throughput:
             return None
         pa, pb = a.at(common[-1]), b.at(common[-1])
         assert pa is not None and pb is not None
-        return pa.gflops / pb.gflops, common[-1]
+        return pa.best_gflops / pb.best_gflops, common[-1]
 
 
 def _sync(device: torch.device) -> None:
@@ -104,37 +117,65 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _probe_dtype(
-    device: torch.device,
-    dtype: torch.dtype,
-    budget_s: float,
-    sizes: Sequence[int],
-    repeats: int,
-    min_size: int,
-) -> list[MatmulPoint]:
-    points: list[MatmulPoint] = []
-    spent = 0.0
-    for size in sizes:
-        if points and size > min_size:
-            # Predict this size from the last one (work grows as n³) and stop before overrunning;
-            # the fastest call, not the median, so one descheduled call on a shared machine
-            # does not stop the growth at a size too small to be representative.
-            last = points[-1]
-            predicted = last.fastest * (size / last.size) ** 3 * (repeats + 1)
-            if spent + predicted > budget_s:
-                break
-        a = torch.randn(size, size, device=device).to(dtype)
-        b = torch.randn(size, size, device=device).to(dtype)
-        product = functools.partial(torch.matmul, a, b)
-        warm = _timed(product, device)
-        spent += warm
-        n = max(1, min(repeats, int((budget_s - spent) / max(warm, 1e-9))))
-        times = [_timed(product, device) for _ in range(n)]
-        spent += sum(times)
-        points.append(MatmulPoint(size, statistics.median(times), min(times), n))
-        if spent > budget_s and size >= min_size:
-            break
-    return points
+def _set_tf32(name: str) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
+    torch.set_float32_matmul_precision("high" if name == "tf32" else "highest")
+
+
+class _Probe:
+    """Budget bookkeeping for one dtype: what it has spent and measured so far."""
+
+    def __init__(self, name: str, budget_s: float):
+        self.name, self.budget_s = name, budget_s
+        self.spent = 0.0
+        self.points: list[MatmulPoint] = []
+        self.done = False
+
+    def fits(self, size: int, repeats: int, min_size: int) -> bool:
+        """Whether ``size`` is still worth measuring within the budget."""
+        if self.done:
+            return False
+        if not self.points or size <= min_size:
+            return True
+        # Predict this size from the last one (work grows as n³) and stop before overrunning;
+        # from the fastest call, not the median, so one descheduled call on a shared machine
+        # does not stop the growth at a size too small to be representative.
+        last = self.points[-1]
+        return self.spent + last.fastest * (size / last.size) ** 3 * (repeats + 1) <= self.budget_s
+
+
+def _measure_size(device: torch.device, probes: list[_Probe], size: int, repeats: int, min_size: int) -> None:
+    """Time one size for every probe, interleaved call by call, so that load from other jobs
+    on a shared machine hits all dtypes alike and their ratio stays meaningful."""
+    products: dict[str, Callable[[], object]] = {}
+    counts: dict[str, int] = {}
+    times: dict[str, list[float]] = {}
+    for probe in list(probes):
+        _set_tf32(probe.name)
+        dtype = DTYPES["fp32" if probe.name == "tf32" else probe.name]
+        try:
+            a = torch.randn(size, size, device=device).to(dtype)
+            b = torch.randn(size, size, device=device).to(dtype)
+            products[probe.name] = functools.partial(torch.matmul, a, b)
+            warm = _timed(products[probe.name], device)
+        except (RuntimeError, TypeError):  # a dtype this device rejects (fp64 on MPS): drop it
+            probe.done, probe.points = True, []
+            probes.remove(probe)
+            continue
+        probe.spent += warm
+        affordable = int((probe.budget_s - probe.spent) / max(warm, 1e-9) / 2)  # leave room to grow
+        counts[probe.name] = max(1, min(max(repeats, MAX_REPEATS), affordable))
+        times[probe.name] = []
+    for round_ in range(max(counts.values(), default=0)):
+        for probe in probes:
+            if round_ < counts[probe.name]:
+                _set_tf32(probe.name)
+                times[probe.name].append(_timed(products[probe.name], device))
+    for probe in probes:
+        taken = times[probe.name]
+        probe.spent += sum(taken)
+        probe.points.append(MatmulPoint(size, statistics.median(taken), min(taken), len(taken)))
+        probe.done = probe.spent > probe.budget_s and size >= min_size
 
 
 def measure_matmul(
@@ -142,38 +183,43 @@ def measure_matmul(
     *,
     dtypes: Sequence[str] = PROBE_DTYPES,
     budget_s: float = 2.0,
-    sizes: Sequence[int] = (128, 256, 512, 1024, 2048),
+    sizes: Sequence[int] = (256, 512, 1024, 2048),
     repeats: int = 3,
-    min_size: int = 256,
+    min_size: int = 512,
     tf32_available: bool = False,
 ) -> Throughput:
     """Time square matmuls per dtype within about ``budget_s`` seconds in all.
 
     ``tf32`` is measured only when ``tf32_available`` (else it would repeat fp32). Each dtype
-    gets an equal share of the budget, but every dtype is measured up to ``min_size`` (a 256²
-    fp16 matmul takes under 0.1 s even where fp16 is emulated) so that ratios are never taken
-    on overhead-dominated sizes alone. A dtype the device rejects is left out.
+    gets an equal share of the budget, but every dtype is measured up to ``min_size`` (a 512²
+    fp16 matmul takes ~0.1 s even where fp16 is emulated) so that ratios are never taken
+    on overhead-dominated sizes alone. Sizes grow together; at each size the dtypes still
+    within budget are timed in turn. A dtype the device rejects is left out.
     """
     dev = torch.device(device)
-    wanted = [d for d in dtypes if d != "tf32" or tf32_available]
-    share = budget_s / max(1, len(wanted))
-    results: dict[str, DtypeThroughput] = {}
-    matmul = torch.backends.cuda.matmul
-    saved = (matmul.allow_tf32, torch.get_float32_matmul_precision())
+    names = [d for d in dtypes if d != "tf32" or tf32_available]
+    probes = [_Probe(name, max(0.0, budget_s - WARMUP_S) / max(1, len(names))) for name in names]
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
     # Untimed: thread-pool start-up and lazy init would otherwise be charged to the first dtype.
-    _timed(lambda: torch.ones(64, 64, device=dev) @ torch.ones(64, 64, device=dev), dev)
+    # Time-based, not a fixed count: on a busy machine the first calls can be 100x slow
+    # while worker threads wait for a core.
+    warm = torch.ones(256, 256, device=dev)
+    started = time.perf_counter()
+    while time.perf_counter() - started < WARMUP_S:
+        _timed(functools.partial(torch.matmul, warm, warm), dev)
     try:
-        for name in wanted:
-            matmul.allow_tf32 = name == "tf32"
-            torch.set_float32_matmul_precision("high" if name == "tf32" else "highest")
-            dtype = DTYPES["fp32" if name == "tf32" else name]
-            try:
-                points = _probe_dtype(dev, dtype, share, sizes, repeats, min_size)
-            except (RuntimeError, TypeError):  # e.g. fp64 on MPS
-                continue
-            if points:
-                results[name] = DtypeThroughput(name, tuple(points))
+        for size in sizes:
+            active = []
+            for probe in probes:
+                if probe.fits(size, repeats, min_size):
+                    active.append(probe)
+                else:
+                    probe.done = True
+            if not active:
+                break
+            _measure_size(dev, active, size, repeats, min_size)
     finally:
-        matmul.allow_tf32 = saved[0]
+        torch.backends.cuda.matmul.allow_tf32 = saved[0]
         torch.set_float32_matmul_precision(saved[1])
+    results = {p.name: DtypeThroughput(p.name, tuple(p.points)) for p in probes if p.points}
     return Throughput(str(dev), torch.get_num_threads(), results)
