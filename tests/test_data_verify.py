@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -70,3 +71,27 @@ def test_missing_shard_and_bad_folder(
     assert [str(p) for p in verify_shards(out).problems] == ["shard-000001.tar: missing"]
     assert main(["verify-shards", str(tmp_path / "nope")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_inspect_tables_and_json(clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(clean), "--shards"]) == 0
+    text = capsys.readouterr().out
+    assert "float16" in text and "shard-000001.tar" in text and "ratio vs float32" in text
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    (out / "manifest.json").unlink()  # inspect rebuilds it from the shards' index members
+    assert main(["inspect", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["total_samples"] == 4 and summary["shards"] == 2
+    assert summary["dtype_counts"] == {"float16": 4} and summary["per_dtype"]["float16"]["count"] == 4
+    assert summary["worst_error"]["max_abs"] == max(json.loads(m)["error"]["max_abs"] for m in _jsons(clean))
+
+
+def _jsons(directory: Path) -> list[bytes]:
+    import tarfile
+
+    out = []
+    for path in sorted(directory.glob("shard-*.tar")):
+        with tarfile.open(path) as tf:
+            out += [tf.extractfile(m).read() for m in tf.getmembers() if m.name.endswith(".json")]  # type: ignore[union-attr]
+    return out

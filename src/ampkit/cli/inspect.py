@@ -29,8 +29,8 @@ def summarize(manifest: dict[str, Any], metas: list[dict[str, Any]]) -> dict[str
         row["count"] += 1
         row["max_abs"] = max(row["max_abs"], float(m["error"]["max_abs"]))
         row["max_rel"] = max(row["max_rel"], float(m["error"]["max_rel"]))
-        # group by the first clause with numbers blanked: "integer values in [N, N]: int16 is exact"
-        reasons[re.sub(r"-?\d[\d.e+-]*", "N", m["choice"]["reason"].split(";")[0])] += 1
+        # group reasons with their numbers blanked: "integer values in [N, N]: int16 is exact"
+        reasons[re.sub(r"(?<![\w.])-?\d[\w.+-]*", "N", m["choice"]["reason"])] += 1
     keys = (
         "total_samples",
         "source_bytes",
