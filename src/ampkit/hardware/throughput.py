@@ -26,6 +26,10 @@ WARMUP_S = 0.2
 #: the fastest of many calls is what survives interference from other jobs.
 MAX_REPEATS = 10
 
+#: Square sizes tried in turn on CPUs and on GPUs.
+CPU_SIZES: tuple[int, ...] = (256, 512, 1024, 2048)
+GPU_SIZES: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192)
+
 #: dtypes probed by default, the fp32 baseline first; ``tf32`` is fp32 with TF32 matmul allowed
 #: (measured on CUDA cc >= 8.0 only).
 PROBE_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp64")
@@ -183,7 +187,7 @@ def measure_matmul(
     *,
     dtypes: Sequence[str] = PROBE_DTYPES,
     budget_s: float = 2.0,
-    sizes: Sequence[int] = (256, 512, 1024, 2048),
+    sizes: Sequence[int] | None = None,
     repeats: int = 3,
     min_size: int = 512,
     tf32_available: bool = False,
@@ -194,9 +198,12 @@ def measure_matmul(
     gets an equal share of the budget, but every dtype is measured up to ``min_size`` (a 512²
     fp16 matmul takes ~0.1 s even where fp16 is emulated) so that ratios are never taken
     on overhead-dominated sizes alone. Sizes grow together; at each size the dtypes still
-    within budget are timed in turn. A dtype the device rejects is left out.
+    within budget are timed in turn. A dtype the device rejects is left out. ``sizes``
+    defaults to 256²..2048² on CPUs and 256²..8192² on GPUs (small matmuls leave a GPU idle).
     """
     dev = torch.device(device)
+    if sizes is None:
+        sizes = GPU_SIZES if dev.type == "cuda" else CPU_SIZES
     names = [d for d in dtypes if d != "tf32" or tf32_available]
     probes = [_Probe(name, max(0.0, budget_s - WARMUP_S) / max(1, len(names))) for name in names]
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
