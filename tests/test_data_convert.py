@@ -16,10 +16,11 @@ import pytest
 
 from ampkit.cli import main
 from ampkit.data.codec import CodecOptions
-from ampkit.data.convert import DELAY_ENV, ConvertOptions, convert
+from ampkit.data.convert import DELAY_ENV, ConvertOptions, convert, plan_shards
 from ampkit.data.format import decode_array, load_manifest, read_sample, shard_paths
 from ampkit.data.phantoms import write_phantom_dataset
 from ampkit.data.sources import discover
+from ampkit.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,3 +211,31 @@ def test_rerun_into_a_folder_of_another_conversion_is_refused(
     _convert([str(phantoms["int"])], tmp_path)
     with pytest.raises(Exception, match="different conversion"):
         _convert([str(phantoms["float"])], tmp_path)
+
+
+def test_shard_bounds(tmp_path: Path) -> None:
+    for i in range(5):
+        np.save(tmp_path / f"v{i}.npy", np.zeros((32, 32), np.float32))  # 2 KiB stored each
+    sources = discover([str(tmp_path)])
+    assert plan_shards(sources, shard_size=1 << 30, samples_per_shard=2) == [[0, 1], [2, 3], [4]]
+    assert plan_shards(sources, shard_size=12_000, samples_per_shard=100) == [[0, 1], [2, 3], [4]]
+    assert plan_shards(sources, shard_size=100, samples_per_shard=100) == [[0], [1], [2], [3], [4]]
+    with pytest.raises(UsageError):
+        plan_shards(sources, shard_size=0, samples_per_shard=1)
+
+
+def test_overflow_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "big.npy", np.array([1.0, 1e5, -2e5], np.float32))
+    args = ["convert", str(tmp_path / "big.npy"), "--dtype", "fp16", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "sample 000000000 (" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--on-overflow", "clip"]) == 0
+    assert "values clipped: 2" in capsys.readouterr().out
+    assert load_manifest(tmp_path / "b")["overflow_clipped"] == 2
+
+
+def test_resume_with_other_settings_is_refused(phantoms: dict[str, Path], tmp_path: Path) -> None:
+    _convert([str(phantoms["int"])], tmp_path, dtype="int16")
+    with pytest.raises(UsageError, match=r"other settings \(dtype\)"):
+        _convert([str(phantoms["int"])], tmp_path, dtype="fp16")
+    _convert([str(phantoms["int"])], tmp_path, dtype="int16")  # the same settings resume (nothing to do)

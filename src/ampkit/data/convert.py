@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from .format import TMP_RE, dumps, read_index, read_member, rebuild_manifest, sa
 from .shardwriter import ShardWriter
 from .sources import Source, load
 
+SETTINGS_NAME = ".convert.json"
+"""Hidden file in the output folder holding the settings a resumed run must match."""
 DELAY_ENV = "AMPKIT_CONVERT_SAMPLE_DELAY"
 """Testing hook: seconds to sleep after writing each sample (lets a test kill a run mid-way)."""
 _HEADER_ESTIMATE = 3 * 512 + 2048
@@ -112,6 +114,36 @@ def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str,
     return key, enc.data.astype(enc.data.dtype.newbyteorder("<"), copy=False).tobytes(), dumps(info)
 
 
+def _check_settings(out: Path, opts: ConvertOptions) -> None:
+    """Record the settings that shape the shards in ``DIR/.convert.json``; refuse a rerun with others.
+
+    Without this, resuming with another ``--dtype`` (say) would keep shards made the old way
+    next to new ones. The worker count is left out: it does not change a byte.
+    """
+    codec: dict[str, Any] = asdict(opts.codec)
+    settings: dict[str, Any] = {
+        "codec": codec,
+        "shard_size": opts.shard_size,
+        "samples_per_shard": opts.samples_per_shard,
+    }
+    path = out / SETTINGS_NAME
+    if path.exists():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        if before != json.loads(dumps(settings)):
+            changed = sorted(
+                k for k in {**before["codec"], **codec} if before["codec"].get(k) != codec.get(k)
+            )
+            changed += [k for k in ("shard_size", "samples_per_shard") if before.get(k) != settings[k]]
+            raise UsageError(
+                f"{out} was written with other settings ({', '.join(changed)}); rerun with the "
+                "same options to resume, or use an empty --out"
+            )
+        return
+    tmp = out / f"{SETTINGS_NAME}.tmp"
+    tmp.write_bytes(dumps(settings))
+    os.replace(tmp, path)
+
+
 def _check_existing(out: Path, plan: list[list[int]], sources: list[Source]) -> set[int]:
     """Shard numbers already complete; raises when ``out`` holds shards of another conversion."""
     done: set[int] = set()
@@ -171,6 +203,7 @@ def convert(
     for p in orphans:
         p.unlink()
     plan = plan_shards(sources, opts.shard_size, opts.samples_per_shard)
+    _check_settings(out, opts)
     done = _check_existing(out, plan, sources)
     jobs = [i for n, members in enumerate(plan) if n not in done for i in members]
     if on_sample is not None:  # samples kept from an earlier run count as done, with 0 bytes converted

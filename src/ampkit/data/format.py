@@ -157,7 +157,7 @@ def read_sample(shard: Path, entry: dict[str, Any]) -> tuple[bytes, dict[str, An
 
 def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Every sample's JSON, in manifest order (seek + read per sample, no data read)."""
-    metas = []
+    metas: list[dict[str, Any]] = []
     for shard in manifest["shards"]:
         with open(Path(directory) / shard["name"], "rb") as fh:
             metas.extend(json.loads(read_member(fh, e["json"])) for e in shard["samples"])
