@@ -33,6 +33,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/matmul_dtypes.py
+	$(BIN)/python benchmarks/data_load.py
 	$(BIN)/python benchmarks/data_convert.py
 
 clean:

@@ -85,17 +85,19 @@ def _chain(
     intercept: torch.Tensor,
     cfg: PreprocessConfig,
 ) -> torch.Tensor:
-    x = stored.to(torch.float32)
-    x = x + _per_sample(offset, x)
-    if cfg.rescale:
-        x = x * _per_sample(slope, x) + _per_sample(intercept, x)
+    # one widening copy, then in place: the same arithmetic as out-of-place ops, no temporaries
+    x = stored.to(torch.float32, copy=True)
+    if bool(offset.ne(0).any()):
+        x.add_(_per_sample(offset, x))
+    if cfg.rescale and bool(slope.ne(1).any() | intercept.ne(0).any()):
+        x.mul_(_per_sample(slope, x)).add_(_per_sample(intercept, x))
     if cfg.clip is not None:
-        x = x.clamp(cfg.clip[0], cfg.clip[1])
+        x.clamp_(cfg.clip[0], cfg.clip[1])
     if cfg.normalize == "range":
         lo, hi = cfg.clip  # type: ignore[misc]  # checked in __post_init__
-        x = (x - lo) * (2.0 / (hi - lo)) - 1.0
+        x.sub_(lo).mul_(2.0 / (hi - lo)).sub_(1.0)
     elif cfg.normalize == "meanstd":
-        x = (x - cfg.mean) / cfg.std
+        x.sub_(cfg.mean).div_(cfg.std)
     if cfg.resize is not None:
         x = _resize(x, cfg.resize, cfg.resize_mode)
     if cfg.add_channel:
