@@ -114,10 +114,12 @@ def test_flipped_byte_raise_names_shard_and_key(shards: Path, tmp_path: Path) ->
     assert err.value.key == "000000012" and err.value.shard == shard
 
 
-def test_flipped_byte_skip_reports_one_skipped(shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("verify", ["shard", "sample"])
+def test_flipped_byte_skip_reports_one_skipped(shards: Path, tmp_path: Path, verify: str) -> None:
     damaged = _copy(shards, tmp_path)
     flip_byte(damaged, "000000012")
-    keys, skipped = collect(IndexedShards(damaged, on_error="skip").loader(4, seed=2, num_workers=2))
+    ds = IndexedShards(damaged, on_error="skip", verify=verify)  # type: ignore[arg-type]
+    keys, skipped = collect(ds.loader(4, seed=2, num_workers=2))
     assert skipped == ["000000012"]
     assert sorted(keys) == [f"{i:09d}" for i in range(N) if i != 12]
 

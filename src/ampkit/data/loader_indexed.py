@@ -22,7 +22,17 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from .format import file_sha256, read_member
 from .order import EpochPlan, Policy, Shuffle, epoch_order, resolve_rank
 from .preprocess import PreprocessConfig
-from .samples import Decoded, OnError, ShardError, ShardSet, assemble, decode, scan_shard, shard_damage
+from .samples import (
+    Decoded,
+    OnError,
+    ShardError,
+    ShardSet,
+    Verify,
+    assemble,
+    decode,
+    scan_shard,
+    shard_damage,
+)
 
 
 def keep_batch(batch: Any) -> Any:
@@ -70,7 +80,9 @@ class IndexedShards(Dataset[dict[str, Any]]):
     Batches hold ``x`` (float32 after ``preprocess``), ``index``, ``key``, ``meta``, ``skipped``
     and ``y`` when ``label`` names a field of the samples' ``meta`` (see
     :func:`ampkit.data.samples.assemble`). Each process checks a shard's sha256 the first time
-    it opens it; ``on_error`` says what a damaged sample does.
+    it opens it (``verify="shard"``); with many processes each reading a little of many large
+    shards, ``verify="sample"`` checks each sample's own sha256 as it is read instead, so the
+    cost follows the bytes read. ``on_error`` says what a damaged sample does.
     """
 
     def __init__(
@@ -79,7 +91,7 @@ class IndexedShards(Dataset[dict[str, Any]]):
         *,
         preprocess: PreprocessConfig | None = None,
         on_error: OnError = "raise",
-        verify: bool = True,
+        verify: Verify = "shard",
         label: str | None = None,
     ):
         if on_error not in ("raise", "skip"):
@@ -90,8 +102,10 @@ class IndexedShards(Dataset[dict[str, Any]]):
         """The float32 chain applied to each batch."""
         self.on_error: OnError = on_error
         """``raise`` or ``skip`` damaged samples."""
-        self.verify = verify
-        """Check each shard's sha256 on first open."""
+        if verify not in ("shard", "sample", "off"):
+            raise ValueError(f"verify={verify!r}; valid: shard, sample, off")
+        self.verify: Verify = verify
+        """``shard``: whole-file sha256 at first open; ``sample``: each sample's sha256 as it is read."""
         self.label = label
         """Field of each sample's ``meta`` returned as ``y``; None: no ``y``."""
         self.skipped = 0
@@ -116,7 +130,7 @@ class IndexedShards(Dataset[dict[str, Any]]):
         if fh is None:
             info = self.shards.shards[shard]
             path = self.shards.path(shard)
-            if self.verify and file_sha256(path) != info["sha256"]:
+            if self.verify == "shard" and file_sha256(path) != info["sha256"]:
                 damaged = scan_shard(path, info["samples"])
                 shard_damage(info["name"], damaged, self.on_error)
                 self._damaged[shard] = damaged
@@ -133,7 +147,8 @@ class IndexedShards(Dataset[dict[str, Any]]):
             if damaged and entry["key"] in damaged:
                 raise ShardError(name, entry["key"], damaged[entry["key"]])
             bin_bytes, json_bytes = read_member(fh, entry["bin"]), read_member(fh, entry["json"])
-            return decode(index, bin_bytes, json_bytes, entry, checked=damaged is not None)
+            checked = damaged is not None or self.verify == "sample"
+            return decode(index, bin_bytes, json_bytes, entry, checked=checked)
         except ShardError:
             if self.on_error == "raise":
                 raise

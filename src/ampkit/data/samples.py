@@ -32,6 +32,9 @@ log = logging.getLogger("ampkit.data")
 OnError = Literal["raise", "skip"]
 """``raise``: stop at the first damaged sample; ``skip``: leave it out and count it."""
 
+Verify = Literal["shard", "sample", "off"]
+"""When the indexed loader checks sha256: a shard's whole file at first open, each sample as read, or never."""
+
 
 class ShardError(RuntimeError):
     """A damaged or unreadable sample; ``shard`` and ``key`` say which."""
