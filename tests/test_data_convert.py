@@ -176,7 +176,11 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while not (out / "shard-000000.tar").exists() and time.monotonic() < deadline and proc.poll() is None:
+
+    def mid_run() -> bool:  # one shard complete and the next one begun
+        return (out / "shard-000000.tar").exists() and any(out.glob(".shard-*.tar.tmp"))
+
+    while not mid_run() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
