@@ -19,7 +19,17 @@ from ..precision.args import rewrite_legacy_flags
 from .parser import AmpkitParser
 
 #: Sub-command modules, in the order ``ampkit --help`` lists them.
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "doctor", "verify", "export", "convert", "inspect", "verify_shards")
+COMMANDS: tuple[str, ...] = (
+    "train",
+    "evaluate",
+    "doctor",
+    "verify",
+    "export",
+    "convert",
+    "inspect",
+    "verify_shards",
+    "compare",
+)
 
 
 def build_parser() -> AmpkitParser:

@@ -1,0 +1,161 @@
+"""``ampkit compare``: train one task under several precisions, each arm in its own process, and measure.
+
+Same seed, data order and hyper-parameters in every arm; outputs a table, results.json,
+results.csv, report.md and PNG plots in --out. ``--config study.toml`` runs named
+experiments (``--only NAME`` picks one). With ``USE_AMP=1`` (and ``AMP_DTYPE``) in the
+environment and no precisions named anywhere, the study compares fp32 with that AMP mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from .parser import add_flag
+from .train import add_run_args
+
+#: Command-line flags that set an Experiment field (None = not given, so TOML values stand).
+_EXPERIMENT_FLAGS = ("task", "steps", "warmup_steps", "target_metric", "gpus")
+#: Command-line flags that set a TrainConfig field shared by every arm.
+_OVERRIDE_FLAGS = ("device", "size", "batch_size", "threads", "lr", "eval_every", "keep_fp32")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ampkit compare``."""
+    parser = subparsers.add_parser(
+        "compare", help="measure several precisions on one task, one process per arm", description=__doc__
+    )
+    add_run_args(parser)
+    # None marks "not given" so a study file's values are not overwritten by argparse defaults.
+    parser.set_defaults(task=None, size=None, batch_size=None, seed=None)
+    add_flag(
+        parser,
+        "precisions",
+        default=None,
+        help="comma-separated modes, or auto (default): every mode run in hardware here",
+    )
+    add_flag(
+        parser,
+        "seeds",
+        default=None,
+        help="comma-separated seeds, one arm process per (precision, seed) (default: 0)",
+    )
+    add_flag(
+        parser,
+        "steps",
+        type=int,
+        default=None,
+        help="optimizer steps per arm, warm-up included (default 170)",
+    )
+    add_flag(
+        parser,
+        "warmup-steps",
+        type=int,
+        default=None,
+        help="first steps excluded from time/memory/energy (default 20)",
+    )
+    add_flag(
+        parser,
+        "target-metric",
+        type=float,
+        default=None,
+        help="report steps, time and energy to first reach this eval metric",
+    )
+    add_flag(
+        parser,
+        "eval-every",
+        type=int,
+        default=None,
+        help="evaluate every N steps (default: steps/10 with --target-metric)",
+    )
+    add_flag(parser, "lr", type=float, default=None, help="AdamW learning rate (default: the task's)")
+    add_flag(
+        parser, "keep-fp32", default=None, help="modules kept in fp32 in every arm, e.g. LayerNorm,re:^head"
+    )
+    add_flag(
+        parser,
+        "gpus",
+        type=int,
+        default=None,
+        help="processes per arm under torchrun (needs the distributed engine)",
+    )
+    add_flag(
+        parser,
+        "out",
+        type=Path,
+        default=Path("runs/compare"),
+        help="output folder (with --config: one sub-folder per experiment)",
+    )
+    add_flag(
+        parser,
+        "config",
+        type=Path,
+        default=None,
+        help="study TOML file with [experiments.NAME] tables (see docs/study.md)",
+    )
+    add_flag(parser, "only", default=None, help="with --config: run only the experiment NAME")
+    parser.set_defaults(func=run)
+
+
+def _cli_values(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    from ..errors import UsageError
+    from ..study.config import parse_precisions, parse_seeds
+
+    fields = {k: getattr(args, k) for k in _EXPERIMENT_FLAGS if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in _OVERRIDE_FLAGS if getattr(args, k) is not None}
+    if args.precisions is not None:
+        fields["precisions"] = parse_precisions(args.precisions)
+    if args.seeds is not None and args.seed is not None:
+        raise UsageError("--seed and --seeds both given; use --seeds 0,1,2")
+    if args.seeds is not None or args.seed is not None:
+        fields["seeds"] = parse_seeds(args.seeds if args.seeds is not None else str(args.seed))
+    return fields, overrides
+
+
+def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Experiments to run, by name: one from the flags, or those of ``--config`` with the flags on top."""
+    from ..engine import default_device
+    from ..errors import UsageError
+    from ..hardware import device_capabilities
+    from ..study import Experiment, load_study, precisions_from_env
+
+    fields, overrides = _cli_values(args)
+    caps = device_capabilities(overrides.get("device") or default_device())
+    env_precisions = precisions_from_env(bf16_in_hardware=caps.bf16_in_hardware)
+    if args.config is None:
+        if args.only is not None:
+            raise UsageError("--only needs --config study.toml")
+        fields.setdefault("precisions", env_precisions)
+        return {"compare": Experiment(name="compare", overrides=overrides, **fields)}
+    experiments = load_study(args.config, default_precisions=env_precisions)
+    if args.only is not None:
+        if args.only not in experiments:
+            raise UsageError(
+                f"--only {args.only}: no such experiment in {args.config}; valid: {', '.join(experiments)}"
+            )
+        experiments = {args.only: experiments[args.only]}
+    return {
+        name: dataclasses.replace(exp, **fields, overrides={**exp.overrides, **overrides})
+        for name, exp in experiments.items()
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study (or each experiment of the study file) and write its outputs."""
+    from rich.console import Console
+
+    from ..study import run_study
+    from ..study.runner import require_runnable
+
+    experiments = experiments_from_args(args)
+    for exp in experiments.values():
+        require_runnable(exp)
+    # A pipe or a log file gets a wide table instead of rich's 80-column fallback.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    for name, exp in experiments.items():
+        out = args.out / name if args.config is not None else args.out
+        run_study(exp, out, console=console)
+    return 0

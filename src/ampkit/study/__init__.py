@@ -1,0 +1,54 @@
+"""The precision study behind ``ampkit compare``: one task, several precisions, one fresh process per arm.
+
+``run_study(experiment, out)`` runs the arms (:mod:`.runner`), summarises them over seeds
+(:mod:`.summary`) and writes ``results.json``, ``results.csv``, ``report.md`` and the PNG
+plots into ``out``. Each figure carries the method that produced it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .arms import ArmPlan, plan_arms
+from .config import Experiment, load_study, precisions_from_env
+from .report import print_table, write_csv, write_json
+
+__all__ = [
+    "ArmPlan",
+    "Experiment",
+    "load_study",
+    "plan_arms",
+    "precisions_from_env",
+    "run_study",
+    "write_outputs",
+]
+
+
+def write_outputs(study: dict[str, Any], out: Path) -> list[Path]:
+    """Summarise ``study`` and write every output file into ``out``; returns the paths written."""
+    from .plots import write_plots
+    from .report_md import write_markdown
+    from .summary import summarize
+
+    summarize(study)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(study, out)
+    write_json(study, out / "results.json")
+    write_csv(study, out / "results.csv")
+    write_markdown(study, out / "report.md", plots)
+    return [out / "results.json", out / "results.csv", out / "report.md", *plots]
+
+
+def run_study(experiment: Experiment, out: Path, *, console: Console | None = None) -> dict[str, Any]:
+    """Run ``experiment``, write its outputs into ``out``, print the table; returns the study dict."""
+    from .runner import run_experiment
+
+    console = console or Console()
+    study = run_experiment(experiment, out, console=console)
+    paths = write_outputs(study, out)
+    print_table(study, console)
+    console.print(f"wrote {', '.join(p.name for p in paths)} to {out}/")
+    return study

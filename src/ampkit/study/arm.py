@@ -1,0 +1,145 @@
+"""One study arm in its own process: ``python -m ampkit.study.arm SPEC.json``.
+
+The spec names the TrainConfig, the warm-up and the result path. The arm trains with
+:func:`ampkit.engine.train` and the :class:`~ampkit.study.meters.ArmMeters` hook, streams
+``{"step", "total", "loss"}`` lines on stdout, and writes its result JSON. Any exception
+becomes ``{"status": "failed", "reason": <one line>}`` so the parent reports it in the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine import EvalRecord, RunResult, TrainConfig, train
+from ..hardware.capabilities import device_capabilities
+from .energy import open_counter
+from .flops import count_step_flops, peak_tflops
+from .meters import ArmMeters, Figure, figure, step_time_figures, unavailable
+
+
+def _first_reaching(result: RunResult, target: float) -> EvalRecord | None:
+    for ev in result.evals:
+        value = ev.metrics.get(result.metric_name)
+        if value is not None and (value >= target if result.higher_is_better else value <= target):
+            return ev
+    return None
+
+
+def target_figures(result: RunResult, target: float, meters: ArmMeters) -> dict[str, Any]:
+    """Steps, training time and energy to the first evaluation that reaches ``target``."""
+    hit = _first_reaching(result, target)
+    every = result.config.get("eval_every", 0)
+    base = {"target": target, "metric": result.metric_name, "eval_every": every, "reached": hit is not None}
+    if hit is None:
+        return base
+    energy = meters.energy_at_step.get(hit.step)
+    return {
+        **base,
+        "steps": figure(hit.step, "steps", f"first of the evaluations every {every} steps to reach it"),
+        "time_s": figure(
+            hit.elapsed_s, "s", "sum of step times up to that step (warm-up included, evals not)"
+        ),
+        "energy_j": figure(
+            energy, "J", f"{meters.counter.method} from training start (includes earlier evaluations)"
+        )
+        if energy is not None
+        else unavailable("J", getattr(meters.counter, "reason", "no reading at that step")),
+    }
+
+
+def flop_figures(config: TrainConfig, median_s: float | None) -> dict[str, Figure]:
+    """FLOPs per step, achieved TFLOP/s and MFU against the named peak (or unavailable)."""
+    flops = count_step_flops(config)
+    how = "torch.utils.flop_counter.FlopCounterMode over one forward+backward of a fresh model copy"
+    out = {"flops_per_step": figure(flops, "FLOP", how)}
+    if not median_s:
+        return out
+    achieved = flops / median_s / 1e12
+    out["achieved_tflops"] = figure(achieved, "TFLOP/s", "FLOPs per step ÷ median step time")
+    peak, name = peak_tflops(config.precision, device_capabilities(config.device))
+    out["mfu"] = (
+        figure(achieved / peak, "fraction", f"achieved TFLOP/s ÷ {name}")
+        if peak
+        else unavailable("fraction", name)
+    )
+    return out
+
+
+def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one arm and return its measurements (JSON-ready)."""
+    config = TrainConfig.from_dict(spec["config"])
+    warmup = int(spec["warmup"])
+    device = torch.device(config.device)
+    counter = open_counter(device)
+    meters = ArmMeters(
+        warmup, int(config.steps or 0), counter, stream=sys.stdout, eval_every=config.eval_every
+    )
+    began = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(config, hooks=[meters])
+    items = sum(r.items for r in result.history[warmup:])
+    figures: dict[str, Figure] = {
+        **step_time_figures(result.history, warmup),
+        **meters.memory_figures(),
+        **meters.energy_figures(items),
+        "skipped_steps": figure(result.skipped_steps, "steps", "optimizer steps the GradScaler skipped"),
+    }
+    if result.final_loss_scale is not None:  # no scaler: the figure does not apply (shown as "-")
+        figures["final_loss_scale"] = figure(
+            result.final_loss_scale, "", "GradScaler scale after the last step"
+        )
+    median = figures.get("step_time_median_s", {}).get("value")
+    figures.update(flop_figures(config, median))
+    target = spec.get("target_metric")
+    return {
+        "status": "measured",
+        "mode": result.precision,
+        "seed": config.seed,
+        "pid": os.getpid(),
+        "parent_pid": os.getppid(),
+        "describe": result.describe,
+        "flags": meters.flags,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "item_unit": result.item_unit,
+        "metric_name": result.metric_name,
+        "higher_is_better": result.higher_is_better,
+        "final": result.final,
+        "loss_curve": [r.loss for r in result.history],
+        "evals": [{"step": e.step, "elapsed_s": e.elapsed_s, **e.metrics} for e in result.evals],
+        "figures": figures,
+        "target": target_figures(result, float(target), meters) if target is not None else None,
+        "warnings": sorted({str(w.message) for w in caught}),
+        "wall_s": time.perf_counter() - began,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: read the spec, run, write the result (or the failure) to ``spec["result_path"]``."""
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(args[0]).read_text())
+    path = Path(spec["result_path"])
+    try:
+        out = run_arm(spec)
+        code = 0
+    except Exception as err:  # the parent shows this line in the table instead of crashing the study
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        out = {"status": "failed", "reason": f"{type(err).__name__}: {first}", "pid": os.getpid()}
+        code = 1
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, path)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
