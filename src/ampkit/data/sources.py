@@ -82,6 +82,8 @@ def _source(path: Path, array_key: str | None) -> Source:
         with open(path, "rb") as fp:
             shape, dtype = _header(fp)
         return Source(label, None, shape, dtype.name)
+    except UsageError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise UsageError(f"{label}: not a readable {path.suffix} file ({err})") from err
 
