@@ -121,7 +121,8 @@ def test_budget_zero_skips_the_measurement(monkeypatch: pytest.MonkeyPatch) -> N
 def test_real_probe_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--json", "--budget", "0.3"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["throughput"]["threads"] == torch.get_num_threads()
+    assert data["throughput"]["torch_threads"] == torch.get_num_threads()
+    assert data["throughput"]["threads"] in (1, torch.get_num_threads())  # 1 when other jobs hold the cores
     assert {"fp32", "bf16", "fp16"} <= set(data["throughput"]["results"])
 
 

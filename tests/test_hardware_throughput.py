@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
 
 from ampkit.hardware import DtypeThroughput, MatmulPoint, Throughput, measure_matmul
+from ampkit.hardware.report import probe_threads
 
 
 def point(size: int, gflops: float) -> MatmulPoint:
@@ -34,7 +36,7 @@ def test_probe_is_time_boxed_and_keeps_fp16_small() -> None:
     tp = measure_matmul("cpu", dtypes=("fp32", "bf16", "fp16", "tf32"), budget_s=0.45)
     elapsed = time.perf_counter() - start
     assert elapsed < 4.0  # budget plus one overshooting size at most, on a shared 2-core machine
-    assert tp.threads == threads == torch.get_num_threads()
+    assert tp.threads == threads == torch.get_num_threads()  # no threads= given: torch's setting
     assert set(tp.results) == {"fp32", "bf16", "fp16"}  # tf32 only where it exists
     for result in tp.results.values():
         sizes = [p.size for p in result.points]
@@ -48,3 +50,17 @@ def test_probe_restores_tf32_flags() -> None:
     before = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
     measure_matmul("cpu", dtypes=("fp32",), budget_s=0.05, sizes=(64, 128), min_size=64)
     assert (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()) == before
+
+
+def test_probe_threads_setting_is_used_and_restored() -> None:
+    threads = torch.get_num_threads()
+    tp = measure_matmul("cpu", dtypes=("fp32",), budget_s=0.25, sizes=(64,), min_size=64, threads=1)
+    assert tp.threads == 1 and torch.get_num_threads() == threads
+
+
+def test_busy_cpu_is_probed_on_one_thread() -> None:
+    cores = os.cpu_count() or 1
+    assert probe_threads(torch.device("cpu"), load=cores + 1.0) == 1
+    assert probe_threads(torch.device("cpu"), load=None) is None
+    assert probe_threads(torch.device("cpu"), load=-float(torch.get_num_threads())) is None  # idle
+    assert probe_threads(torch.device("cuda"), load=cores + 1.0) is None

@@ -37,6 +37,20 @@ def _gib(value: int | None) -> str:
     return "?" if not value else f"{value / 1024**3:.1f} GiB"
 
 
+def _probe_title(measured: dict[str, Any]) -> str:
+    """Where and how the probe ran, with the warnings that change how to read it."""
+    threads = measured["threads"]
+    notes = [f"{threads} thread{'' if threads == 1 else 's'}", f"~{measured['budget_s']:g} s budget"]
+    if measured["threads"] < measured["torch_threads"]:
+        notes[0] += f" of {measured['torch_threads']} (cores busy: one thread gives a stable ratio)"
+    load = measured["load_average"]
+    if load is not None and load >= 0.75 * measured["cpu_count"]:
+        notes.append(
+            f"[yellow]machine busy: load {load:.1f} on {measured['cpu_count']} cores, figures noisy[/]"
+        )
+    return f"Measured matmul on {measured['device']} ({'; '.join(notes)})"
+
+
 def render(report: dict[str, Any]) -> None:
     """Print ``report`` (from :func:`ampkit.hardware.doctor_report`) as rich tables."""
     from rich.console import Console
@@ -63,17 +77,8 @@ def render(report: dict[str, Any]) -> None:
 
     measured = report["throughput"]
     if measured:
-        load = measured["load_average"]
-        busy = load is not None and load >= 0.75 * measured["cpu_count"]
         table = Table(
-            title=f"Measured matmul on {measured['device']} ({measured['threads']} threads, "
-            f"~{measured['budget_s']:g} s budget"
-            + (
-                f"; [yellow]machine busy: load {load:.1f} on {measured['cpu_count']} cores, figures noisy[/]"
-                if busy
-                else ""
-            )
-            + ")",
+            title=_probe_title(measured),
             title_justify="left",
         )
         for column in ("dtype", "size", "GFLOP/s median", "best", "vs fp32 (best, same size)"):

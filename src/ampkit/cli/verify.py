@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
         metavar="M1,M2",
         help="comma-separated modes or aliases to check (default: all)",
     )
+    add_flag(
+        parser,
+        "fp8-emulate",
+        action="store_true",
+        help="check fp8 modes with emulated fp8 numerics where fp8 hardware is missing (slow)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the results as JSON")
     parser.set_defaults(func=run)
 
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = device_or_usage_error(args.device or default_device())
     modes = None if args.modes is None else [canonical_mode(m) for m in args.modes.split(",") if m.strip()]
-    reports = verify_modes(modes, device)
+    reports = verify_modes(modes, device, fp8_emulate=args.fp8_emulate)
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2))
     else:

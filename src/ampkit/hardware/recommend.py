@@ -85,7 +85,8 @@ def _facts(support: dict[str, Support], throughput: Throughput) -> list[str]:
         how = f"{ratio:.2f}x faster than" if ratio >= 1 else f"{1 / ratio:.1f}x slower than"
         level = support[name].level if name in support else "hardware"
         prefix = f"{name} compute here is emulated: " if level == "emulated" else f"{name}: "
-        fact = f"{prefix}matmul measured {how} fp32 ({size}², {throughput.threads} threads)"
+        threads = f"{throughput.threads} thread{'' if throughput.threads == 1 else 's'}"
+        fact = f"{prefix}matmul measured {how} fp32 ({size}², {threads})"
         if ratio < 1 and name in _MIXED:
             fact += f"; {name} modes not recommended here"
         if ratio >= 1 and level == "emulated":

@@ -46,6 +46,20 @@ def _load_average() -> float | None:
         return None
 
 
+def probe_threads(device: torch.device, load: float | None) -> int | None:
+    """1 on a CPU whose cores are taken by other jobs, else ``None`` (torch's setting).
+
+    With every core busy, each multi-threaded matmul waits for its slowest thread to get a
+    core, and a 2-second probe measures the scheduler, not the dtype: on the 2-core dev
+    machine under load, 2-thread bf16/fp32 ratios ranged 1-6x while 1-thread ones stayed
+    2.3-2.7x. The ratio, not the absolute speed, is what the recommendation needs.
+    """
+    cores = os.cpu_count() or 1
+    if device.type != "cpu" or load is None or load + torch.get_num_threads() <= cores:
+        return None
+    return 1
+
+
 def _throughput_dict(throughput: Throughput, budget_s: float, load: float | None) -> dict[str, Any]:
     results = {}
     for name, result in throughput.results.items():
@@ -74,6 +88,7 @@ def _throughput_dict(throughput: Throughput, budget_s: float, load: float | None
     return {
         "device": throughput.device,
         "threads": throughput.threads,
+        "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average": load,
         "budget_s": budget_s,
@@ -89,8 +104,11 @@ def doctor_report(device: torch.device | str = "cpu", *, budget_s: float = 2.0) 
     if dev.type != "cpu":
         devices.append(_device_facts(caps))
     load = _load_average()  # before the probe, which itself loads the machine
+    threads = probe_threads(dev, load)
     throughput = (
-        measure_matmul(dev, budget_s=budget_s, tf32_available=caps.tf32_in_hardware) if budget_s > 0 else None
+        measure_matmul(dev, budget_s=budget_s, tf32_available=caps.tf32_in_hardware, threads=threads)
+        if budget_s > 0
+        else None
     )
     rec = recommend(caps, throughput)
     advice = memory_advice(caps.total_memory_bytes, rec.mode) if caps.is_cuda else None

@@ -85,7 +85,7 @@ class Throughput:
     device: str
     """``"cpu"`` or ``"cuda:0"``."""
     threads: int
-    """``torch.get_num_threads()`` during the probe."""
+    """``torch.get_num_threads()`` during the probe (see ``measure_matmul(threads=...)``)."""
     results: dict[str, DtypeThroughput] = field(default_factory=dict)
     """Measured dtypes; a dtype the device refused is absent."""
 
@@ -191,6 +191,7 @@ def measure_matmul(
     repeats: int = 3,
     min_size: int = 512,
     tf32_available: bool = False,
+    threads: int | None = None,
 ) -> Throughput:
     """Time square matmuls per dtype within about ``budget_s`` seconds in all.
 
@@ -200,13 +201,21 @@ def measure_matmul(
     on overhead-dominated sizes alone. Sizes grow together; at each size the dtypes still
     within budget are timed in turn. A dtype the device rejects is left out. ``sizes``
     defaults to 256²..2048² on CPUs and 256²..8192² on GPUs (small matmuls leave a GPU idle).
+    ``threads`` sets ``torch.set_num_threads`` for the probe only (restored after).
     """
     dev = torch.device(device)
     if sizes is None:
         sizes = GPU_SIZES if dev.type == "cuda" else CPU_SIZES
     names = [d for d in dtypes if d != "tf32" or tf32_available]
     probes = [_Probe(name, max(0.0, budget_s - WARMUP_S) / max(1, len(names))) for name in names]
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+        torch.get_num_threads(),
+    )
+    if threads is not None:
+        torch.set_num_threads(threads)
+    used = torch.get_num_threads()
     # Untimed: thread-pool start-up and lazy init would otherwise be charged to the first dtype.
     # Time-based, not a fixed count: on a busy machine the first calls can be 100x slow
     # while worker threads wait for a core.
@@ -228,5 +237,6 @@ def measure_matmul(
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved[0]
         torch.set_float32_matmul_precision(saved[1])
+        torch.set_num_threads(saved[2])
     results = {p.name: DtypeThroughput(p.name, tuple(p.points)) for p in probes if p.points}
-    return Throughput(str(dev), torch.get_num_threads(), results)
+    return Throughput(str(dev), used, results)

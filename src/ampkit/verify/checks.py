@@ -8,6 +8,8 @@
    unchanged, scale halved) and the next clean step applies; elsewhere the scaler is off.
 3. loss: 10 optimizer steps on a tiny fixed regression problem lower the loss.
 
+fp8 modes must also have swapped the Linear for an fp8 one, int8 modes must fake-quantise it.
+
 Shapes are tiny so that fp16 modes finish in well under a second on CPUs that emulate fp16.
 """
 
@@ -38,9 +40,13 @@ class Check:
 
 
 def expected_dtypes(mode: str) -> tuple[torch.dtype, torch.dtype]:
-    """(compute dtype, parameter dtype) a mode's name promises: ``"fp16-true"`` -> (fp16, fp16)."""
+    """(Linear output dtype, parameter dtype) a mode's name promises: ``"fp16-true"`` -> (fp16, fp16).
+
+    tf32 and int8-qat compute on fp32 tensors; fp8-mixed's fp8 matmuls hand back bf16 (the
+    dtype the rest of the mode autocasts to).
+    """
     prefix, _, kind = mode.partition("-")
-    compute = DTYPES.get(prefix, torch.float32)  # tf32 computes on fp32 tensors
+    compute = torch.bfloat16 if prefix == "fp8" else DTYPES.get(prefix, torch.float32)
     params = compute if kind in ("true", "") else torch.float32
     return compute, params
 
@@ -77,28 +83,49 @@ def _optimizer(precision: Precision, model: nn.Module) -> PrecisionOptimizer:
     )
 
 
+def _first(model: nn.Module, kind: type[nn.Module]) -> nn.Module:
+    # By type, not position: fp8 modes swap Linear for a subclass, int8-qat returns a traced copy.
+    return next(m for m in model.modules() if isinstance(m, kind))
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+def _layer_kind_ok(mode: str, linear: nn.Module) -> bool:
+    """fp8 modes must have swapped the Linear for an fp8 one; int8 modes must fake-quantise it."""
+    if mode.startswith("fp8"):
+        return type(linear).__name__.startswith("Float8")
+    if mode.startswith("int8"):
+        return hasattr(linear, "weight_fake_quant")
+    return True
+
+
 def check_dtypes(precision: Precision) -> Check:
     """Parameter and compute dtypes match what the mode's name promises."""
     want_compute, want_params = expected_dtypes(precision.name)
-    model = tiny_model()
-    precision.prepare(model)  # in place; keeps the Sequential type for indexing
+    model = precision.prepare(tiny_model())
+    linear, layer_norm = _first(model, nn.Linear), _first(model, nn.LayerNorm)
     seen: dict[str, torch.dtype] = {}
 
     def record(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
         seen.setdefault("linear", out.dtype)
 
-    model[0].register_forward_hook(record)
+    linear.register_forward_hook(record)
     x, _ = tiny_data(precision.device)
     with precision.scope(), precision.autocast():
         model(precision.cast_inputs(x))
-    linear, layer_norm = model[0], model[1]
-    assert isinstance(linear, nn.Linear) and isinstance(layer_norm, nn.LayerNorm)
-    params, norm = linear.weight.dtype, layer_norm.weight.dtype
+    params, norm = _weight(linear).dtype, _weight(layer_norm).dtype
     want_norm = torch.float32 if want_params in (torch.bfloat16, torch.float16) else want_params
-    ok = seen["linear"] == want_compute and params == want_params and norm == want_norm
+    kind_ok = _layer_kind_ok(precision.name, linear)
+    ok = seen["linear"] == want_compute and params == want_params and norm == want_norm and kind_ok
     detail = f"{_short(seen['linear'])}/{_short(params)}/{_short(norm)}"
     if not ok:
         detail += f", expected {_short(want_compute)}/{_short(want_params)}/{_short(want_norm)}"
+    if not kind_ok:
+        detail += f"; Linear not converted ({type(linear).__name__})"
     return Check("dtypes", ok, detail)
 
 

@@ -48,19 +48,22 @@ def _run(check: object, precision: Precision) -> Check:
         )
 
 
-def verify_mode(mode: str, device: torch.device | str = "cpu") -> ModeReport:
-    """Run every check for ``mode`` on ``device``; a mode whose fit check raises is skipped."""
+def verify_mode(mode: str, device: torch.device | str = "cpu", *, fp8_emulate: bool = False) -> ModeReport:
+    """Run every check for ``mode`` on ``device``; a mode whose fit check raises is skipped.
+
+    ``fp8_emulate`` runs fp8 modes with emulated fp8 numerics where fp8 hardware is missing.
+    """
     name = canonical_mode(mode)
     caps = device_capabilities(device)
     try:
-        notes = tuple(check_fit(MODES[name], caps))
+        notes = tuple(check_fit(MODES[name], caps, fp8_emulate=fp8_emulate))
     except PrecisionError as err:
         return ModeReport(name, "skip", notes=(str(err),))
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrecisionWarning)  # shown in the table instead
         try:
-            precision = Precision(name, device, caps=caps)
+            precision = Precision(name, device, caps=caps, fp8_emulate=fp8_emulate)
         except PrecisionError as err:
             return ModeReport(name, "skip", notes=(str(err),))
         checks = tuple(_run(check, precision) for check in CHECKS)
@@ -68,6 +71,8 @@ def verify_mode(mode: str, device: torch.device | str = "cpu") -> ModeReport:
     return ModeReport(name, status, checks, notes, time.perf_counter() - start)
 
 
-def verify_modes(modes: Iterable[str] | None = None, device: torch.device | str = "cpu") -> list[ModeReport]:
+def verify_modes(
+    modes: Iterable[str] | None = None, device: torch.device | str = "cpu", *, fp8_emulate: bool = False
+) -> list[ModeReport]:
     """:func:`verify_mode` for each of ``modes`` (default: every canonical mode)."""
-    return [verify_mode(mode, device) for mode in (CANONICAL if modes is None else modes)]
+    return [verify_mode(m, device, fp8_emulate=fp8_emulate) for m in (CANONICAL if modes is None else modes)]
