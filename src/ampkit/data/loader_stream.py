@@ -6,9 +6,13 @@ reader or hang DDP). It streams the shards its batches touch, in the epoch's sha
 ``wds.DataPipeline`` + webdataset's tar expander and key grouper, extracting only its own
 members. Each shard is hashed while it streams, and its samples are held until the hash is
 known, so nothing from a damaged shard is used before it is localised (see
-:mod:`ampkit.data.samples`). Samples the manifest lists but the tar stream never delivered
-(a truncated file, a damaged header that makes ``tarfile`` stop early) are damaged too, so a
-broken shard costs its missing samples, counted, instead of killing the loader.
+:mod:`ampkit.data.samples`). The manifest says which samples the stream should have delivered:
+those cut off by a damaged tar header (``tarfile`` silently stops there) but intact at their
+offsets are read by offset; those past the end of a truncated file are damaged, raised or
+skipped and counted, and the loader goes on with the next shard instead of dying.
+
+``wds.tarfile_to_samples`` is its two stages (tar expander, key grouper) after webdataset's
+``url_opener``; the opener is replaced by one that hashes the bytes as they stream.
 """
 
 from __future__ import annotations
