@@ -73,5 +73,7 @@ def test_cli_train_ct_bf16_mixed(cache: Path, tmp_path: Path) -> None:
     argv = ["train", "--task", "ct", "--size", "small", "--precision", "bf16-mixed", "--steps", "20"]
     assert main([*argv, "--batch-size", "8", "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert json.dumps(metrics).count("bf16-mixed") >= 1
+    assert metrics["precision"] == "bf16-mixed" and metrics["task"] == "ct"
+    assert len(metrics["history"]) == 20 and metrics["skipped_steps"] == 0
+    assert 0.0 <= metrics["final"]["accuracy"] <= 1.0
     assert (cache / "ct-phantoms-48x16-fp16-v1" / "manifest.json").is_file()
