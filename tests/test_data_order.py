@@ -54,6 +54,17 @@ def test_bad_policy_and_rank_are_usage_errors() -> None:
     assert resolve_rank(None, None) == (0, 1)  # no process group
 
 
+def test_rank_comes_from_an_initialised_process_group(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        assert resolve_rank(None, None) == (0, 1)
+        assert resolve_rank(1, 2) == (1, 2)  # explicit values win
+    finally:
+        dist.destroy_process_group()
+
+
 def test_worker_batches_interleave_back_to_the_rank_order() -> None:
     plan = EpochPlan(epoch_order([17], 5, 0), rank=1, world_size=2, policy="uneven", batch_size=3)
     whole = plan.batches()

@@ -36,7 +36,7 @@ from .samples import (
 
 
 def keep_batch(batch: Any) -> Any:
-    """Collate function for datasets that assemble whole batches themselves (``__getitems__``)."""
+    """Collate function for datasets that assemble whole batches themselves (``ds[list_of_indices]``)."""
     return batch
 
 
@@ -164,11 +164,9 @@ class IndexedShards(Dataset[dict[str, Any]]):
         samples = [g for g in got if isinstance(g, Decoded)]
         return assemble(samples, self.preprocess, self.label, [g for g in got if isinstance(g, str)])
 
-    __getitems__ = get_batch  # DataLoader fetches a whole batch with one call (torch >= 2.1)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Sample ``index`` as a batch of one."""
-        return self.get_batch([index])
+    def __getitem__(self, index: int | Sequence[int]) -> dict[str, Any]:
+        """Sample ``index`` as a batch of one, or the batch of a list of indices (how ``loader`` fetches)."""
+        return self.get_batch([index] if isinstance(index, int | np.integer) else index)
 
     def close(self) -> None:
         """Close the shard files this process holds."""
@@ -192,7 +190,7 @@ class IndexedShards(Dataset[dict[str, Any]]):
     ) -> DataLoader:
         """A DataLoader over one rank's share of epoch ``epoch`` (``kwargs``: num_workers, pin_memory, ...).
 
-        Advance epochs with ``loader.batch_sampler.sampler.set_epoch(e)``; resume mid-epoch with
+        Advance epochs with ``loader.sampler.sampler.set_epoch(e)``; resume mid-epoch with
         ``start`` = samples of this rank's share already consumed.
         """
         r, w = resolve_rank(rank, world_size)
@@ -207,4 +205,5 @@ class IndexedShards(Dataset[dict[str, Any]]):
             start=start,
         )
         batches = BatchSampler(sampler, batch_size, drop_last)
-        return DataLoader(self, batch_sampler=batches, collate_fn=keep_batch, **kwargs)
+        # batch_size=None: each BatchSampler item (a list of indices) is one ds[...] call, one batch
+        return DataLoader(self, sampler=batches, batch_size=None, collate_fn=keep_batch, **kwargs)
