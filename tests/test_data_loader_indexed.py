@@ -115,6 +115,14 @@ def test_flipped_byte_raise_names_shard_and_key(shards: Path, tmp_path: Path) ->
     assert err.value.key == "000000012" and err.value.shard == shard
 
 
+def test_flipped_byte_raise_through_dataloader_workers(shards: Path, tmp_path: Path) -> None:
+    damaged = _copy(shards, tmp_path)
+    shard = flip_byte(damaged, "000000003")
+    with pytest.raises(ShardError, match=rf"{shard}, sample 000000003") as err:
+        collect(IndexedShards(damaged).loader(4, shuffle="none", num_workers=2))
+    assert (err.value.shard, err.value.key) == (shard, "000000003")  # read back from the worker's message
+
+
 @pytest.mark.parametrize("verify", ["shard", "sample"])
 def test_flipped_byte_skip_reports_one_skipped(shards: Path, tmp_path: Path, verify: str) -> None:
     damaged = _copy(shards, tmp_path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,12 +38,26 @@ Verify = Literal["shard", "sample", "off"]
 
 
 class ShardError(RuntimeError):
-    """A damaged or unreadable sample; ``shard`` and ``key`` say which."""
+    """A damaged or unreadable sample; ``shard`` and ``key`` say which.
 
-    def __init__(self, shard: str, key: str | None, reason: str):
+    Also constructible from a message alone: that is how a DataLoader re-raises a worker's
+    exception in the main process, and ``shard``/``key`` are then read back from the message.
+    """
+
+    def __init__(self, shard: str, key: str | None = None, reason: str | None = None):
+        if reason is None:  # re-raised from a DataLoader worker: only the message survives
+            found = _WHERE.findall(shard)
+            self.shard, self.key, self.reason = (
+                (found[-1][0], found[-1][1] or None, "") if found else ("", None, "")
+            )
+            super().__init__(shard)
+            return
         self.shard, self.key, self.reason = shard, key, reason
         where = f"{shard}, sample {key}" if key else shard
         super().__init__(f"{where}: {reason}")
+
+
+_WHERE = re.compile(r"ShardError: (\S+?)(?:, sample (\w+))?: ")
 
 
 @dataclass
