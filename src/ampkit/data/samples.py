@@ -45,14 +45,17 @@ class ShardError(RuntimeError):
     """
 
     def __init__(self, shard: str, key: str | None = None, reason: str | None = None):
+        self.shard: str = shard
+        """File name of the shard."""
+        self.key: str | None = key
+        """Key of the damaged sample (None: not localised)."""
+        self.reason: str = reason or ""
+        """What is wrong."""
         if reason is None:  # re-raised from a DataLoader worker: only the message survives
             found = _WHERE.findall(shard)
-            self.shard, self.key, self.reason = (
-                (found[-1][0], found[-1][1] or None, "") if found else ("", None, "")
-            )
+            self.shard, self.key = (found[-1][0], found[-1][1] or None) if found else ("", None)
             super().__init__(shard)
             return
-        self.shard, self.key, self.reason = shard, key, reason
         where = f"{shard}, sample {key}" if key else shard
         super().__init__(f"{where}: {reason}")
 
