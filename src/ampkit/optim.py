@@ -65,6 +65,7 @@ class PrecisionOptimizer:
         clip_grad_value: float | None = None,
         scheduler: Any | None = None,
         track_grad_norm: bool = False,
+        skip_nonfinite: bool = False,
     ):
         if accumulate < 1:
             raise PrecisionError(f"accumulate={accumulate}; valid: an integer >= 1")
@@ -76,6 +77,9 @@ class PrecisionOptimizer:
         self.clip_grad_value = clip_grad_value
         self.scheduler = scheduler
         self.track_grad_norm = track_grad_norm
+        #: Skip the update when the unscaled gradient norm is inf/NaN, as the GradScaler does for
+        #: fp16 (bf16/fp32 have no scaler, so NaN updates would otherwise reach the weights).
+        self.skip_nonfinite = skip_nonfinite
         self.scaler = precision.make_scaler()
         self.steps = 0
         self.skipped_steps = 0
@@ -119,7 +123,7 @@ class PrecisionOptimizer:
 
     def _unscaled_grad_norm(self) -> float | None:
         clipping = self.clip_grad_norm is not None or self.clip_grad_value is not None
-        if not (clipping or self.track_grad_norm):
+        if not (clipping or self.track_grad_norm or self.skip_nonfinite):
             return None
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self._params() if p.grad is not None]
@@ -141,10 +145,13 @@ class PrecisionOptimizer:
             )
         scale = self.scaler.get_scale() if enabled else None
         grad_norm = self._unscaled_grad_norm()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        next_scale = self.scaler.get_scale() if enabled else None
-        applied = not enabled or (next_scale is not None and scale is not None and next_scale >= scale)
+        if self.skip_nonfinite and not enabled and not is_finite(grad_norm):
+            applied, next_scale = False, None  # the scaler's rule, for modes without a scaler
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            next_scale = self.scaler.get_scale() if enabled else None
+            applied = not enabled or (next_scale is not None and scale is not None and next_scale >= scale)
         self.steps += 1
         if applied:
             if self.scheduler is not None:
@@ -154,6 +161,13 @@ class PrecisionOptimizer:
         self.optimizer.zero_grad(set_to_none=True)
         self._micro = 0
         return StepOutcome(self.steps, applied, grad_norm, scale, next_scale)
+
+    def set_precision(self, precision: Precision) -> None:
+        """Switch to another precision mid-run (numerics fallback): a fresh scaler for the new mode;
+        the wrapped optimizer, its state, the step counters and the parameters are kept."""
+        self.precision = precision
+        self.scaler = precision.make_scaler()
+        self._check_param_dtypes()
 
     def zero_grad(self) -> None:
         """Drop gradients and any partial accumulation."""

@@ -57,6 +57,16 @@ class TrainConfig:
     """Evaluate on the held-out set every N steps (0: only at the end)."""
     threads: int | None = None
     """``torch.set_num_threads`` for CPU runs (recorded in the results either way)."""
+    on_nonfinite: str = "skip"
+    """Non-finite loss/gradients: ``skip`` the step, ``fallback`` (fp16-mixed -> bf16-mixed -> fp32) or ``stop``."""
+    fallback_after: int = 5
+    """``fallback`` switches mode after this many consecutive skipped steps."""
+    fallback_scale_floor: float = 1.0
+    """``fallback`` also switches when the loss scale drops under this."""
+    detect_anomaly: bool = False
+    """Hook every module to name the first one whose output or gradient went non-finite."""
+    flop_share: bool = True
+    """Measure the share of matmul/conv FLOPs run in low precision (one probe pass at start)."""
     track_grad_norm: bool = True
     """Compute the unscaled gradient norm every step (one reduction; shown in history)."""
     progress: bool = True

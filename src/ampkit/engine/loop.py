@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import UsageError
+from ..numerics.fallback import NumericsGuard, resume_precision
 from ..precision import Precision
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
 from .config import TrainConfig
@@ -79,6 +80,7 @@ def _resume(run: RunSetup, path: Path) -> tuple[int, RunResult]:
         raise UsageError(
             f"--resume: {path} is a checkpoint of task {state['task']!r}, not {run.config.task!r}"
         )
+    resume_precision(run, state)  # a run that fell back resumes in the fallen-back mode
     if state["precision"] != run.precision.name:
         log.warning("ampkit: resuming a %s checkpoint under %s", state["precision"], run.precision.name)
     run.model.load_state_dict(state["model"])
@@ -110,6 +112,7 @@ def train(
         result.resumed_from = start
         log.info("ampkit: resumed from %s at step %d", ckpt, start)
     log.info(result.describe)
+    guard = NumericsGuard(run, result)  # non-finite policy, anomaly hooks, telemetry
     items = config.batch_size * config.accumulate * run.task.items_per_sample
     device = run.precision.device
     label = f"{run.task.name} {run.precision.name}"
@@ -131,6 +134,7 @@ def train(
                 step + 1, float(loss), outcome.applied, outcome.loss_scale, outcome.grad_norm, elapsed, items
             )
             result.history.append(record)
+            guard.after_step(record, run, result)
             for hook in hooks:
                 hook.on_step_end(record, run)
             bar.advance(record.loss)
@@ -139,6 +143,7 @@ def train(
                 result.evals.append(EvalRecord(step + 1, spent, evaluate(run.model, run.task, run.precision)))
             if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 save_atomic(_checkpoint(run, result, step + 1), ckpt)
+    guard.finish(result)
     result.final = evaluate(run.model, run.task, run.precision)
     if out is not None:
         save_atomic(_checkpoint(run, result, run.total_steps), ckpt)  # type: ignore[arg-type]

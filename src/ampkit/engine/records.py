@@ -56,6 +56,12 @@ class RunResult:
     final: dict[str, float] = field(default_factory=dict)
     threads: int = 1
     resumed_from: int | None = None
+    nonfinite: list[dict[str, Any]] = field(default_factory=list)
+    """Non-finite steps (``ampkit.numerics.NonFiniteEvent`` dicts: step, mode, where, module, kind)."""
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    """Precision switches of ``--on-nonfinite fallback``: ``{step, from, to, reason}``."""
+    numerics: dict[str, Any] = field(default_factory=dict)
+    """Telemetry: ``flop_share`` (``low_precision_flop_share``), skipped-step rate, loss scales, grad norms."""
 
     @property
     def skipped_steps(self) -> int:
