@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..numerics.args import add_nonfinite_args, nonfinite_fields, numerics_summary
 from ..precision.args import add_precision_args
 from .parser import add_flag
 
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
     add_flag(parser, "eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
     add_flag(parser, "no-progress", action="store_true", help="no progress bar")
+    add_nonfinite_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -81,12 +83,24 @@ def build_config(args: argparse.Namespace) -> Any:
         resume=args.resume,
         eval_every=args.eval_every,
         threads=args.threads,
+        **nonfinite_fields(args),
         progress=not args.no_progress and sys.stderr.isatty(),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, print the final metrics, write them to ``out/metrics.json``."""
+    """Train, print the final metrics, write them to ``out/metrics.json``; exit 1 on ``--on-nonfinite stop``."""
+    from ..numerics import NonFiniteError
+
+    try:
+        return _train_and_report(args)
+    except NonFiniteError as err:  # one line naming step, module and mode; not a traceback
+        print(f"ampkit train: error: {err} (--on-nonfinite stop)", file=sys.stderr)
+        return 1
+
+
+def _train_and_report(args: argparse.Namespace) -> int:
+    """The body of :func:`run`."""
     from ..engine import train
 
     config = build_config(args)
@@ -97,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.history[-1].step if result.history else 0,
         "final_train_loss": result.history[-1].loss if result.history else None,
         "skipped_steps": result.skipped_steps,
+        **numerics_summary(result),
         **{f"eval_{k}": v for k, v in result.final.items()},
         "metrics": str(Path(config.out) / "metrics.json"),
     }

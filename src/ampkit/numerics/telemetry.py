@@ -141,7 +141,7 @@ def step_telemetry(history: Sequence[StepRecord]) -> dict[str, Any]:
     scales = [r.loss_scale for r in history if r.loss_scale is not None]
     finite = [r for r in history if r.applied and r.grad_norm is not None and r.grad_norm == r.grad_norm]
     after = [r.grad_norm for r in finite if r.grad_norm is not None]
-    before = [r.grad_norm * (r.loss_scale or 1.0) for r in finite if r.grad_norm is not None]
+    before = [r.grad_norm * r.loss_scale for r in finite if r.grad_norm is not None and r.loss_scale]
     skipped = sum(not r.applied for r in history)
     return {
         "steps": len(history),
@@ -168,6 +168,6 @@ def describe_telemetry(numerics: dict[str, Any]) -> str:
     if numerics.get("loss_scale_first") is not None:
         parts.append(f"loss scale {numerics['loss_scale_first']:g} -> {numerics['loss_scale_last']:g}")
     for key, label in (("grad_norm_scaled_median", "scaled"), ("grad_norm_unscaled_median", "unscaled")):
-        if numerics.get(key) is not None and (label == "unscaled" or numerics.get("loss_scale_first")):
+        if numerics.get(key) is not None:
             parts.append(f"median grad norm {label} {numerics[key]:.4g}")
     return "ampkit: numerics: " + ", ".join(parts)

@@ -1,0 +1,60 @@
+"""The numerics flags of ``ampkit train`` and what its final summary shows about numerics."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .fallback import POLICIES
+from .localize import NonFiniteEvent
+
+
+def add_nonfinite_args(parser: argparse.ArgumentParser) -> None:
+    """``--on-nonfinite``, ``--fallback-after``, ``--fallback-scale-floor``, ``--detect-anomaly``."""
+    from ..cli.parser import add_flag
+
+    group = parser.add_argument_group("numerics")
+    add_flag(
+        group,
+        "on-nonfinite",
+        default="skip",
+        choices=POLICIES,
+        help="inf/NaN loss or gradients: skip the step; fallback fp16-mixed -> bf16-mixed -> fp32; or stop (exit 1)",
+    )
+    add_flag(
+        group, "fallback-after", type=int, default=5, help="fallback after this many consecutive skipped steps"
+    )
+    add_flag(
+        group, "fallback-scale-floor", type=float, default=1.0, help="fallback when the loss scale drops under this"
+    )
+    add_flag(
+        group,
+        "detect-anomaly",
+        action="store_true",
+        help="hook every module to name the first one whose output or gradient went non-finite",
+    )
+
+
+def nonfinite_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig keyword arguments from the flags above."""
+    return {
+        "on_nonfinite": args.on_nonfinite,
+        "fallback_after": args.fallback_after,
+        "fallback_scale_floor": args.fallback_scale_floor,
+        "detect_anomaly": args.detect_anomaly,
+    }
+
+
+def numerics_summary(result: Any) -> dict[str, Any]:
+    """Summary entries for a :class:`~ampkit.engine.RunResult`: fallbacks, first non-finite step, FLOP share."""
+    out: dict[str, Any] = {}
+    share = result.numerics.get("flop_share")
+    if share:
+        out["low_precision_flop_share"] = round(share["share"], 4)
+    if result.nonfinite:
+        out["nonfinite_steps"] = len(result.nonfinite)
+        out["first_nonfinite"] = NonFiniteEvent(**result.nonfinite[0]).describe()
+    if result.fallbacks:
+        out["fallbacks"] = result.fallbacks
+        out["precision_final"] = result.fallbacks[-1]["to"]
+    return out
