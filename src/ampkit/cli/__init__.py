@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "inspect",
     "verify_shards",
     "compare",
+    "analyze",
 )
 
 
