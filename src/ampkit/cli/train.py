@@ -48,6 +48,9 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
     add_flag(parser, "eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
     add_flag(parser, "no-progress", action="store_true", help="no progress bar")
+    add_flag(parser, "nproc", type=int, default=1, help="processes to train on (torchrun sets its own)")
+    add_flag(parser, "strategy", default="ddp", choices=("ddp", "fsdp"), help="multi-process: DDP or FSDP2")
+    add_flag(parser, "timeout", type=float, default=None, help="--nproc: seconds before the job is stopped")
     add_nonfinite_args(parser)
     parser.set_defaults(func=run)
 
@@ -59,7 +62,7 @@ def build_config(args: argparse.Namespace) -> Any:
     from ..precision import Precision
 
     device = args.device or default_device()
-    for name in ("steps", "accumulate", "batch_size"):
+    for name in ("steps", "accumulate", "batch_size", "nproc"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")
@@ -83,6 +86,8 @@ def build_config(args: argparse.Namespace) -> Any:
         resume=args.resume,
         eval_every=args.eval_every,
         threads=args.threads,
+        nproc=args.nproc,
+        strategy=args.strategy,
         **nonfinite_fields(args),
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -102,9 +107,20 @@ def run(args: argparse.Namespace) -> int:
 def _train_and_report(args: argparse.Namespace) -> int:
     """The body of :func:`run`."""
     from ..engine import train
+    from ..engine.distributed import world_from_env
+    from ..engine.launch import LaunchError, run_distributed
 
     config = build_config(args)
-    result = train(config)
+    if config.nproc > 1 and world_from_env()[1] == 1:  # not yet inside a launched world: launch it
+        try:
+            result = run_distributed(config, timeout_s=args.timeout)
+        except LaunchError as err:
+            print(f"ampkit train: error: {err}", file=sys.stderr)
+            return 1
+    else:
+        result = train(config)
+        if world_from_env()[0] != 0:
+            return 0  # torchrun: rank 0 prints the summary
     summary = {
         "task": result.task,
         "precision": result.precision,

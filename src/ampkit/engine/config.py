@@ -57,6 +57,10 @@ class TrainConfig:
     """Evaluate on the held-out set every N steps (0: only at the end)."""
     threads: int | None = None
     """``torch.set_num_threads`` for CPU runs (recorded in the results either way)."""
+    nproc: int = 1
+    """Processes training together (``--nproc``); each takes its slice of every global micro-batch."""
+    strategy: str = "ddp"
+    """Multi-process wrapping: ``ddp`` (DistributedDataParallel) or ``fsdp`` (FSDP2 ``fully_shard``)."""
     on_nonfinite: str = "skip"
     """Non-finite loss/gradients: ``skip`` the step, ``fallback`` (fp16-mixed -> bf16-mixed -> fp32) or ``stop``."""
     fallback_after: int = 5

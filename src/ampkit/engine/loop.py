@@ -14,8 +14,10 @@ import torch
 from ..errors import UsageError
 from ..numerics.fallback import NumericsGuard, resume_precision
 from ..precision import Precision
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
+from .checkpoint import capture_rng, load_checkpoint, save_atomic
 from .config import TrainConfig
+from .dist_state import gather_rng, load_state_dicts, restore_rank_rng, state_dicts
+from .distributed import session
 from .evaluate import evaluate, task_loss
 from .progress import StepProgress
 from .records import EvalRecord, RunResult, StepRecord
@@ -48,20 +50,20 @@ def run_step(run: RunSetup, step: int) -> tuple[torch.Tensor, Any]:
     precision, opt, task, model = run.precision, run.optimizer, run.task, run.model
     losses = []
     for micro in range(opt.accumulate):
-        inputs, targets = task.train_batch(step * opt.accumulate + micro)
-        with opt.sync_context():
+        inputs, targets = run.dist.local_batch(task.train_batch(step * opt.accumulate + micro))
+        with run.dist.sync_context(model, opt, last=micro + 1 == opt.accumulate):
             with precision.autocast():
                 outputs = model(precision.cast_inputs(inputs))
             loss = task_loss(task, outputs, targets)
             opt.backward(loss)
         losses.append(loss.detach())
-    return torch.stack(losses).mean(), opt.step()
+    return run.dist.mean(torch.stack(losses).mean()), opt.step()
 
 
 def _checkpoint(run: RunSetup, result: RunResult, step: int) -> dict[str, Any]:
-    opt_state = run.optimizer.state_dict()
+    model_state, opt_state = state_dicts(run.dist, run.model, run.optimizer)
     return {
-        "model": run.model.state_dict(),
+        "model": model_state,
         "optimizer": opt_state,
         "scaler": opt_state["scaler"],
         "precision": run.precision.name,
@@ -71,7 +73,15 @@ def _checkpoint(run: RunSetup, result: RunResult, step: int) -> dict[str, Any]:
         "rng": capture_rng(),
         "config": run.config.to_dict(),
         "result": result.to_dict(),
+        "rng_ranks": gather_rng(run.dist),
     }
+
+
+def _save_checkpoint(run: RunSetup, result: RunResult, step: int, path: Path) -> None:
+    """Every rank takes part in gathering the state; rank 0 writes it."""
+    state = _checkpoint(run, result, step)
+    if run.dist.is_main:
+        save_atomic(state, path)
 
 
 def _resume(run: RunSetup, path: Path) -> tuple[int, RunResult]:
@@ -83,17 +93,24 @@ def _resume(run: RunSetup, path: Path) -> tuple[int, RunResult]:
     resume_precision(run, state)  # a run that fell back resumes in the fallen-back mode
     if state["precision"] != run.precision.name:
         log.warning("ampkit: resuming a %s checkpoint under %s", state["precision"], run.precision.name)
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    restore_rng(state["rng"])
+    load_state_dicts(run.dist, run.model, run.optimizer, state["model"], state["optimizer"])
+    restore_rank_rng(run.dist, state)
     return int(state["step"]), RunResult.from_dict(state["result"])
 
 
 def train(
     config: TrainConfig, *, hooks: Sequence[TrainHook] = (), precision: Precision | None = None
 ) -> RunResult:
-    """Train ``config.task`` under ``config.precision``; returns (and writes) the measurements."""
-    run = build_run(config, precision)
+    """Train ``config.task`` under ``config.precision``; returns (and writes) the measurements.
+
+    Under a launcher's environment (``ampkit train --nproc N``, torchrun) this process trains as
+    one rank of ``config.strategy``; rank 0 logs and writes metrics and checkpoints.
+    """
+    with session(config.nproc, config.strategy, config.device) as dist:
+        return _train(config, hooks, build_run(config, precision, dist))
+
+
+def _train(config: TrainConfig, hooks: Sequence[TrainHook], run: RunSetup) -> RunResult:
     out = Path(config.out) if config.out is not None else None
     ckpt = out / CHECKPOINT_NAME if out else None
     result = RunResult(
@@ -118,7 +135,9 @@ def train(
     label = f"{run.task.name} {run.precision.name}"
     with (
         run.precision.scope(),
-        StepProgress(run.total_steps, label, enabled=config.progress, completed=start) as bar,
+        StepProgress(
+            run.total_steps, label, enabled=config.progress and run.dist.is_main, completed=start
+        ) as bar,
     ):
         run.model.train()
         for hook in hooks:
@@ -142,10 +161,11 @@ def train(
                 spent = sum(r.time_s for r in result.history)
                 result.evals.append(EvalRecord(step + 1, spent, evaluate(run.model, run.task, run.precision)))
             if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-                save_atomic(_checkpoint(run, result, step + 1), ckpt)
+                _save_checkpoint(run, result, step + 1, ckpt)
     guard.finish(result)
     result.final = evaluate(run.model, run.task, run.precision)
     if out is not None:
-        save_atomic(_checkpoint(run, result, run.total_steps), ckpt)  # type: ignore[arg-type]
-        (out / METRICS_NAME).write_text(json.dumps(result.to_dict(), indent=2))
+        _save_checkpoint(run, result, run.total_steps, ckpt)  # type: ignore[arg-type]
+        if run.dist.is_main:
+            (out / METRICS_NAME).write_text(json.dumps(result.to_dict(), indent=2))
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -10,6 +10,7 @@ from ..optim import PrecisionOptimizer
 from ..precision import Precision
 from ..tasks import Task, TaskSpec, build_task
 from .config import TrainConfig
+from .distributed import DistContext
 
 
 @dataclass
@@ -22,6 +23,8 @@ class RunSetup:
     model: torch.nn.Module
     optimizer: PrecisionOptimizer
     total_steps: int
+    dist: DistContext = field(default_factory=DistContext)
+    """This process's rank in a multi-process run (rank 0 of 1 otherwise)."""
 
 
 #: AdamW's eps per parameter dtype. PyTorch's 1e-8 is below fp16's smallest subnormal (6e-8):
@@ -37,14 +40,17 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, task: Task) -> 
     return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, eps=eps)
 
 
-def build_run(config: TrainConfig, precision: Precision | None = None) -> RunSetup:
-    """Resolve the precision, build the task and model, wrap the optimizer."""
-    device = torch.device(config.device)
+def build_run(
+    config: TrainConfig, precision: Precision | None = None, dist: DistContext | None = None
+) -> RunSetup:
+    """Resolve the precision, build the task and model (wrapped for ``dist``), wrap the optimizer."""
+    dist = dist or DistContext()
+    device = dist.device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     precision = precision or Precision(config.precision, device, keep_fp32=config.keep_fp32)
     task = build_task(config.task, TaskSpec(config.seed, config.batch_size, device, config.size))
-    model = precision.prepare(task.model)
+    model = dist.prepare(task.model, precision)
     optimizer = PrecisionOptimizer(
         build_optimizer(model, config, task),
         precision,
@@ -54,4 +60,6 @@ def build_run(config: TrainConfig, precision: Precision | None = None) -> RunSet
         clip_grad_value=config.clip_grad_value,
         track_grad_norm=config.track_grad_norm,
     )
-    return RunSetup(config, precision, task, model, optimizer, config.total_steps(task.samples_per_epoch))
+    return RunSetup(
+        config, precision, task, model, optimizer, config.total_steps(task.samples_per_epoch), dist
+    )

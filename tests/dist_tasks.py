@@ -1,0 +1,29 @@
+"""Tasks for the multi-process tests (``--task dist_tasks:killer``): digits whose rank
+``$AMPKIT_TEST_KILL_RANK`` SIGKILLs itself when asked for micro-batch ``$AMPKIT_TEST_KILL_AT``,
+after writing the kill time to ``$AMPKIT_TEST_KILL_STAMP``. Without the variables: plain digits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from ampkit.tasks import Task, TaskSpec, build_task
+
+
+def killer(spec: TaskSpec) -> Task:
+    """digits, with a rank that dies mid-run when the environment says so."""
+    task = build_task("digits", spec)
+    fetch = task.train_batch
+    at = os.environ.get("AMPKIT_TEST_KILL_AT")
+    doomed = at is not None and os.environ.get("RANK") == os.environ.get("AMPKIT_TEST_KILL_RANK", "1")
+
+    def batch(i: int):  # type: ignore[no-untyped-def]
+        if doomed and i == int(at):  # type: ignore[arg-type]
+            Path(os.environ["AMPKIT_TEST_KILL_STAMP"]).write_text(repr(time.time()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fetch(i)
+
+    task.train_batch = batch
+    return task
