@@ -38,11 +38,16 @@ def run(args: argparse.Namespace) -> int:
     asked = PrecisionRequest(args.precision, args.mixed_precision, args.amp_dtype, args.amp)
     explicit = args.precision or args.mixed_precision or args.amp
     mode = resolve(asked) if explicit else state["precision"]
-    precision = Precision(mode, device, keep_fp32=args.keep_fp32 or state.get("keep_fp32") or None)
+    if state["precision"] == "int8-qat" and mode != "int8-qat":
+        raise UsageError(f"{path} holds a fused, fake-quantised int8-qat model; evaluate it as int8-qat")
+    emulate = args.fp8_emulate or config.fp8_emulate
+    keep = args.keep_fp32 or state.get("keep_fp32") or None
+    precision = Precision(mode, device, keep_fp32=keep, fp8_emulate=emulate)
     task = build_task(config.task, TaskSpec(config.seed, config.batch_size, precision.device, config.size))
     model = precision.prepare(task.model)
     # Weights are stored in the training precision; load_state_dict copies them into this precision's dtypes.
     model.load_state_dict(state["model"])
+    model = precision.convert(model)  # int8-qat: real int8 kernels (CPU); other modes: unchanged
     print(precision.describe(model))
     metrics = evaluate(model, task, precision)
     print(

@@ -43,6 +43,13 @@ def register(subparsers: Any) -> None:
     )
     add_flag(parser, "clip-grad-value", type=float, default=None, help="clip unscaled gradients to [-v, v]")
     add_flag(parser, "lr", type=float, default=None, help="AdamW learning rate (default: the task's)")
+    add_flag(
+        parser,
+        "bf16-update",
+        default="plain",
+        choices=("plain", "kahan", "stochastic"),
+        help="bf16-true: how bf16 weights take updates (kahan/stochastic keep small updates from rounding away)",
+    )
     add_flag(parser, "out", type=Path, default=Path("runs/train"), help="run folder: metrics.json, last.pt")
     add_flag(parser, "checkpoint-every", type=int, default=0, help="write out/last.pt every N steps")
     add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
@@ -88,6 +95,8 @@ def build_config(args: argparse.Namespace) -> Any:
         threads=args.threads,
         nproc=args.nproc,
         strategy=args.strategy,
+        bf16_update=args.bf16_update,
+        fp8_emulate=args.fp8_emulate,
         **nonfinite_fields(args),
         progress=not args.no_progress and sys.stderr.isatty(),
     )

@@ -57,6 +57,10 @@ class TrainConfig:
     """Evaluate on the held-out set every N steps (0: only at the end)."""
     threads: int | None = None
     """``torch.set_num_threads`` for CPU runs (recorded in the results either way)."""
+    bf16_update: str = "plain"
+    """How bf16 parameters take updates: ``plain`` (AdamW, round to nearest), ``kahan`` or ``stochastic``."""
+    fp8_emulate: bool = False
+    """fp8-mixed without fp8 hardware: fp8 casts and scales around fp32 matmuls (slow, same numerics)."""
     nproc: int = 1
     """Processes training together (``--nproc``); each takes its slice of every global micro-batch."""
     strategy: str = "ddp"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..optim import PrecisionOptimizer
+from ..optim_bf16 import bf16_adamw
 from ..precision import Precision
 from ..tasks import Task, TaskSpec, build_task
 from .config import TrainConfig
@@ -37,6 +38,8 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, task: Task) -> 
     params = [p for p in model.parameters() if p.requires_grad]
     lr = config.lr if config.lr is not None else task.default_lr
     eps = max((ADAM_EPS.get(p.dtype, 1e-8) for p in params), default=1e-8)
+    if config.bf16_update != "plain":
+        return bf16_adamw(params, config.bf16_update, lr=lr, weight_decay=config.weight_decay, eps=eps)
     return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, eps=eps)
 
 
@@ -48,7 +51,9 @@ def build_run(
     device = dist.device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    precision = precision or Precision(config.precision, device, keep_fp32=config.keep_fp32)
+    precision = precision or Precision(
+        config.precision, device, keep_fp32=config.keep_fp32, fp8_emulate=config.fp8_emulate
+    )
     task = build_task(config.task, TaskSpec(config.seed, config.batch_size, device, config.size))
     model = dist.prepare(task.model, precision)
     optimizer = PrecisionOptimizer(

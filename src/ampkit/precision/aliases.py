@@ -26,6 +26,10 @@ _ALIASES: dict[str, str] = {
     # Accelerate ("bf16" as above)
     "no": "fp32",
     "fp16": "fp16-mixed",
+    "fp8": "fp8-mixed",
+    # short names for the quantised modes
+    "int8": "int8-qat",
+    "qat": "int8-qat",
     # plain dtype words
     "double": "fp64",
     "float64": "fp64",

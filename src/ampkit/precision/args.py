@@ -1,7 +1,7 @@
 """``add_precision_args``: every precision flag spelling on a user's own argparse parser.
 
 Adds ``--precision``, the seeds' ``--mixed_precision`` / ``--amp_dtype`` / ``--amp`` and
-``--keep-fp32``, each in dash and underscore form. Old per-module flags
+``--keep-fp32`` and ``--fp8-emulate``, each in dash and underscore form. Old per-module flags
 (``--gt_dca_mixed_precision``, ``--gt_dca_amp_dtype``) are rewritten by
 :func:`rewrite_legacy_flags` with a deprecation warning naming the new flag.
 """
@@ -64,6 +64,12 @@ def add_precision_args(
         default=None,
         metavar="SPEC",
         help="modules kept in fp32, by type or name regex: 'LayerNorm,re:^head\\.'.",
+    )
+    group.add_argument(
+        *both_spellings("fp8-emulate"),
+        dest="fp8_emulate",
+        action="store_true",
+        help="fp8-mixed without fp8 hardware: fp8 casts and scales, fp32 matmuls (same numerics, slow).",
     )
     return parser
 

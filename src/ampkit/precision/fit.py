@@ -13,10 +13,26 @@ from .aliases import PrecisionError
 from .modes import ModeSpec
 
 
-def check_fit(spec: ModeSpec, caps: DeviceCaps) -> list[str]:
-    """Warnings for running ``spec`` on ``caps``; raises :class:`PrecisionError` when it cannot run."""
+def check_fit(spec: ModeSpec, caps: DeviceCaps, *, fp8_emulate: bool = False) -> list[str]:
+    """Warnings for running ``spec`` on ``caps``; raises :class:`PrecisionError` when it cannot run.
+
+    ``fp8_emulate`` lets fp8 modes run their fp8 numerics in fp32 arithmetic where fp8 tensor
+    cores are missing (slow; for tests and numerics studies).
+    """
     warnings: list[str] = []
     where = f"{caps.device_type} ({caps.name})"
+    if spec.fp8 and not caps.fp8_in_hardware and not fp8_emulate:
+        raise PrecisionError(
+            f"{spec.name} needs compute capability >= 8.9 (Ada, Hopper) for fp8 matmuls; {where} has "
+            f"{caps.compute_capability}: use bf16-mixed, or --fp8-emulate to run fp8 numerics emulated (slow)"
+        )
+    if spec.fp8 and fp8_emulate:
+        warnings.append(f"{spec.name} on {where}: fp8 emulated (fp8 casts and scales, fp32 matmuls); slow")
+    if spec.quantization and caps.device_type != "cpu":
+        warnings.append(
+            f"{spec.name} on {where}: training runs fake-quantised here, but torch's int8 kernels are "
+            "CPU-only: evaluate the converted model with --device cpu"
+        )
     if spec.is_mixed and not torch.amp.is_autocast_available(caps.device_type):
         raise PrecisionError(
             f"{spec.name}: autocast is not available on {where}; use fp32 or a true-half mode"

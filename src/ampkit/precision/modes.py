@@ -41,6 +41,10 @@ class ModeSpec:
     """Value of ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``."""
     summary: str
     """One sentence for ``--help``, the README and ``doctor``."""
+    quantization: str | None = None
+    """Quantisation-aware training scheme (``"int8"``: torch.ao fake-quant, convertible to int8 kernels)."""
+    fp8: bool = False
+    """``nn.Linear`` matmuls run in float8 (e4m3 forward, e5m2 gradients) with per-tensor scaling."""
 
     @property
     def is_mixed(self) -> bool:
@@ -115,6 +119,24 @@ MODES: dict[str, ModeSpec] = {
             False,
             False,
             "parameters and activations in float16, no loss scaler (no fp32 master weights to unscale into).",
+        ),
+        ModeSpec(
+            "fp8-mixed",
+            torch.float32,
+            torch.bfloat16,
+            False,
+            False,
+            "Linear matmuls in float8 with per-tensor scaling, the rest bf16 autocast, fp32 weights (cc>=8.9).",
+            fp8=True,
+        ),
+        ModeSpec(
+            "int8-qat",
+            torch.float32,
+            None,
+            False,
+            False,
+            "quantisation-aware training: fp32 weights, int8 fake-quant of conv/linear; converts to int8 kernels.",
+            quantization="int8",
         ),
     )
 }

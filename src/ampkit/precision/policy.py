@@ -21,8 +21,10 @@ from torch import nn
 from ..hardware.capabilities import DeviceCaps, device_capabilities
 from .aliases import PrecisionError, canonical_mode
 from .fit import check_fit
+from .fp8 import convert_to_fp8, count_fp8
 from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, install_fp32_islands
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
+from .qat import convert_int8, describe_quant, prepare_qat
 from .resolve import PrecisionRequest, from_env, resolve
 
 log = logging.getLogger("ampkit")
@@ -47,13 +49,16 @@ class Precision:
         *,
         keep_fp32: str | Iterable[str] | ModuleFilter | None = None,
         caps: DeviceCaps | None = None,
+        fp8_emulate: bool = False,
     ):
         self.spec: ModeSpec = MODES[canonical_mode(mode)]
         self.device = torch.device(device)
         self.keep_fp32 = keep_fp32 if isinstance(keep_fp32, ModuleFilter) else ModuleFilter.parse(keep_fp32)
         self.caps = caps or device_capabilities(self.device)
+        #: fp8 modes: run the fp8 casts and scales with fp32 matmuls (any device) instead of fp8 kernels.
+        self.fp8_emulate = fp8_emulate
         #: Fit warnings for this device, also emitted as :class:`PrecisionWarning`.
-        self.warnings: list[str] = check_fit(self.spec, self.caps)
+        self.warnings: list[str] = check_fit(self.spec, self.caps, fp8_emulate=fp8_emulate)
         for message in self.warnings:
             warnings.warn(message, PrecisionWarning, stacklevel=2)
 
@@ -73,6 +78,7 @@ class Precision:
         caps = kw.pop("caps", None) or device_capabilities(dev)
         keep = kw.pop("keep_fp32", None) or getattr(args, "keep_fp32", None)
         mode = resolve(request, bf16_in_hardware=caps.bf16_in_hardware)
+        kw.setdefault("fp8_emulate", bool(getattr(args, "fp8_emulate", False)))
         return cls(mode, dev, keep_fp32=keep, caps=caps, **kw)
 
     @classmethod
@@ -148,7 +154,10 @@ class Precision:
 
         True-half modes convert parameters to bf16/fp16 but keep normalisation layers and the
         ``keep_fp32`` selection in fp32; mixed modes keep fp32 weights and run the ``keep_fp32``
-        selection with autocast off. Returns the same module, modified in place.
+        selection with autocast off. fp8 modes swap ``nn.Linear`` layers outside ``keep_fp32`` for
+        :class:`~ampkit.precision.fp8.Float8Linear` (same parameters). Returns the same module,
+        modified in place — except int8-qat, which returns a traced, fake-quantised copy sharing
+        the parameters (use the returned module).
         """
         model.to(self.device)
         out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
@@ -161,7 +170,16 @@ class Precision:
             model.to(self.spec.param_dtype)
         if keep and (self.spec.is_true_low or self.spec.is_mixed):
             install_fp32_islands(model, keep, out_dtype)
+        if self.spec.fp8:
+            model = convert_to_fp8(model, self.keep_fp32, emulate=self.fp8_emulate)
+        if self.spec.quantization:
+            model = prepare_qat(model, self.keep_fp32)  # a traced copy sharing the parameters
         return model
+
+    def convert(self, model: nn.Module) -> nn.Module:
+        """The deployable form of a prepared, trained ``model``: int8 kernels for int8-qat (CPU only,
+        a converted copy); every other mode returns ``model`` itself."""
+        return convert_int8(model) if self.spec.quantization else model
 
     def cast_inputs(self, batch: Any) -> Any:
         """Floating tensors in ``batch`` to the parameter dtype (true-half and fp64 modes; else unchanged)."""
@@ -192,6 +210,11 @@ class Precision:
             f"ampkit: precision={self.name} autocast={autocast} grad_scaler={scaler} "
             f"tf32={'on' if self.spec.tf32 else 'off'} params={params}"
         )
+        if self.spec.fp8:
+            layers = f"{count_fp8(model)} Linear" if model is not None else "Linear"
+            line += f" fp8={layers}{' emulated' if self.fp8_emulate else ''}"
+        if self.spec.quantization:
+            line += f" quant={describe_quant(model)}"
         if self.keep_fp32:
             line += f" keep_fp32={self.keep_fp32.spec()}"
         return line
