@@ -24,7 +24,8 @@ def check_fit(spec: ModeSpec, caps: DeviceCaps, *, fp8_emulate: bool = False) ->
     if spec.fp8 and not caps.fp8_in_hardware and not fp8_emulate:
         raise PrecisionError(
             f"{spec.name} needs compute capability >= 8.9 (Ada, Hopper) for fp8 matmuls; {where} has "
-            f"{caps.compute_capability}: use bf16-mixed, or --fp8-emulate to run fp8 numerics emulated (slow)"
+            f"{caps.compute_capability or 'no fp8 tensor cores'}: use bf16-mixed, or --fp8-emulate to run "
+            "fp8 numerics emulated (slow)"
         )
     if spec.fp8 and fp8_emulate:
         warnings.append(f"{spec.name} on {where}: fp8 emulated (fp8 casts and scales, fp32 matmuls); slow")
