@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/matmul_dtypes.py
 	$(BIN)/python benchmarks/data_load.py
 	$(BIN)/python benchmarks/data_convert.py
+	$(BIN)/python benchmarks/speedup_tinygpt.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -147,3 +147,12 @@ def test_named_modes_run_with_their_warning_but_impossible_ones_are_skipped() ->
     assert plans["tf32"].run and "runs exactly as fp32" in plans["tf32"].warnings[0]
     v100 = _by_mode(plan_arms(("fp32", "bf16-mixed"), V100))
     assert not v100["bf16-mixed"].run and "compute capability" in (v100["bf16-mixed"].reason or "")
+
+
+def test_the_example_study_file_loads() -> None:
+    from pathlib import Path
+
+    exps = load_study(Path(__file__).parent.parent / "examples" / "study.toml")
+    assert list(exps) == ["baseline", "seeds", "loss_weight", "amp"]
+    assert exps["seeds"].target_metric == 0.98 and exps["seeds"].eval_every == 10
+    assert exps["amp"].task == "tinygpt" and exps["amp"].precisions is None
