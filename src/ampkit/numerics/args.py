@@ -22,10 +22,18 @@ def add_nonfinite_args(parser: argparse.ArgumentParser) -> None:
         help="inf/NaN loss or gradients: skip the step; fallback fp16-mixed -> bf16-mixed -> fp32; or stop (exit 1)",
     )
     add_flag(
-        group, "fallback-after", type=int, default=5, help="fallback after this many consecutive skipped steps"
+        group,
+        "fallback-after",
+        type=int,
+        default=5,
+        help="fallback after this many consecutive skipped steps",
     )
     add_flag(
-        group, "fallback-scale-floor", type=float, default=1.0, help="fallback when the loss scale drops under this"
+        group,
+        "fallback-scale-floor",
+        type=float,
+        default=1.0,
+        help="fallback when the loss scale drops under this",
     )
     add_flag(
         group,
