@@ -58,7 +58,6 @@ class AccelerateExporter(Exporter):
         ),
         "bf16-true": Row("none", notes=(_TRUE_HALF.format(dtype="torch.bfloat16"),)),
         "fp16-true": Row("none", notes=(_TRUE_HALF.format(dtype="torch.float16"),)),
-        # Provisional rows for modes the lead adds later; revisit once ampkit defines them.
         "fp8-mixed": Row(
             "approximate",
             "fp8",

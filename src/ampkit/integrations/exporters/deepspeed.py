@@ -82,7 +82,6 @@ class DeepSpeedExporter(Exporter):
                 "state in fp32 and still scales the loss: not true fp16.",
             ),
         ),
-        # Provisional rows for modes the lead adds later; revisit once ampkit defines them.
         "fp8-mixed": Row(
             "none", notes=("DeepSpeed has no FP8 config key; FP8 comes from TransformerEngine layers.",)
         ),

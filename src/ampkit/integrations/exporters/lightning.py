@@ -47,7 +47,6 @@ class LightningExporter(Exporter):
         ),
         "bf16-true": Row("approximate", "bf16-true", notes=(_WHOLE_MODEL,)),
         "fp16-true": Row("approximate", "16-true", notes=(_WHOLE_MODEL,)),
-        # Provisional rows for modes the lead adds later; revisit once ampkit defines them.
         "fp8-mixed": Row(
             "approximate",
             "transformer-engine",
