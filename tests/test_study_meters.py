@@ -84,6 +84,9 @@ class _FakeNvml(types.ModuleType):
     def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
         return f"gpu{index}"
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        return f"uuid:{uuid}"
+
     def nvmlDeviceGetName(self, handle: str) -> bytes:
         return b"NVIDIA H100 80GB HBM3"
 
@@ -95,8 +98,14 @@ class _FakeNvml(types.ModuleType):
 def test_nvml_meter_reads_millijoules_through_pynvml(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     fake = _FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert NvmlEnergy(3, uuid="abcd")._handle == "uuid:GPU-abcd"  # CUDA_VISIBLE_DEVICES-proof
     meter = NvmlEnergy(0)
-    assert fake.inited and "nvmlDeviceGetTotalEnergyConsumption" in meter.method and "H100" in meter.method
+    assert (
+        meter._handle == "gpu0"
+        and fake.inited
+        and "nvmlDeviceGetTotalEnergyConsumption" in meter.method
+        and "H100" in meter.method
+    )
     synced: list[int] = []
     window = EnergyWindow(meter, lambda: synced.append(1))
     window.start()
@@ -109,6 +118,7 @@ def test_nvml_missing_is_unavailable_not_a_crash(monkeypatch) -> None:  # type: 
     broken = types.ModuleType("pynvml")
     monkeypatch.setitem(sys.modules, "pynvml", broken)  # no nvmlInit: like a driver without NVML
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="1234"))
     counter = open_counter(torch.device("cuda", 0))
     assert isinstance(counter, NoEnergyCounter) and "NVML" in counter.reason
 

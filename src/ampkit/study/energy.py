@@ -43,10 +43,15 @@ class NoEnergyCounter:
 class NvmlEnergy:
     """``nvmlDeviceGetTotalEnergyConsumption`` (millijoules since driver load; Volta and newer)."""
 
-    def __init__(self, index: int = 0, module: str = "pynvml"):
+    def __init__(self, index: int = 0, module: str = "pynvml", uuid: str | None = None):
         self._nvml = importlib.import_module(module)
         self._nvml.nvmlInit()
-        self._handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+        # NVML numbers all GPUs; CUDA only the visible ones (CUDA_VISIBLE_DEVICES): match by UUID when known.
+        by_uuid = getattr(self._nvml, "nvmlDeviceGetHandleByUUID", None)
+        if uuid and by_uuid is not None:
+            self._handle = by_uuid(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        else:
+            self._handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
         name = self._nvml.nvmlDeviceGetName(self._handle)
         name = name.decode() if isinstance(name, bytes) else name
         self.method = (
@@ -103,7 +108,8 @@ def open_counter(device: torch.device, *, rapl_root: Path = RAPL_ROOT) -> Energy
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         try:
-            return NvmlEnergy(index)
+            uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+            return NvmlEnergy(index, uuid=str(uuid) if uuid is not None else None)
         except Exception as err:  # ImportError, NVMLError_*: no counter, said plainly
             return NoEnergyCounter(f"NVML energy counter not readable ({type(err).__name__}: {err})")
     if device.type == "cpu":

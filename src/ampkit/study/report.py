@@ -100,7 +100,7 @@ def rows(study: dict[str, Any]) -> list[list[str]]:
 
 def headers(study: dict[str, Any]) -> list[str]:
     """Column titles (the metric column named after the task's metric)."""
-    first = next((a for a in study["arms"] if a.get("summary")), {})
+    first: Arm = next((a for a in study["arms"] if a.get("summary")), {})
     metric = first.get("summary", {}).get("metric_name", "metric")
     titles = [h.format(metric=metric, item=_item(first) if first else "item") for h, _ in COLUMNS]
     return ["precision", "status", *titles]
