@@ -17,6 +17,7 @@ from torch import nn
 
 from ..optim import PrecisionOptimizer
 from .checkpoint import capture_rng, restore_rng
+from .distributed import unwrap
 
 if TYPE_CHECKING:
     from .distributed import DistContext
@@ -49,7 +50,7 @@ def state_dicts(
     """``(model state, PrecisionOptimizer state)`` in the single-process layout (complete on rank 0)."""
     opt_state = optimizer.state_dict()
     if not (ctx.active and ctx.strategy == "fsdp"):
-        return (model.module if ctx.active else model).state_dict(), opt_state  # type: ignore[operator]
+        return unwrap(model).state_dict(), opt_state
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
@@ -72,7 +73,7 @@ def load_state_dicts(
 ) -> None:
     """Inverse of :func:`state_dicts`; every rank passes the full state it read from the checkpoint."""
     if not (ctx.active and ctx.strategy == "fsdp"):
-        (model.module if ctx.active else model).load_state_dict(model_state)  # type: ignore[operator]
+        unwrap(model).load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         return
     from torch.distributed.checkpoint.state_dict import (

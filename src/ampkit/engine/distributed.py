@@ -149,7 +149,11 @@ def shard_fsdp(model: nn.Module, precision: Precision, world_size: int) -> nn.Mo
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(precision.device.type, (world_size,))
-    fp32 = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=torch.float32)
+    # Inputs are left as they come: fp32 islands cast them, and BatchNorm takes the half input
+    # and hands back the same dtype, exactly as in a single-process run under autocast.
+    fp32 = MixedPrecisionPolicy(
+        param_dtype=torch.float32, reduce_dtype=torch.float32, cast_forward_inputs=False
+    )
     for module in fp32_modules(model, precision):
         fully_shard(module, mesh=mesh, mp_policy=fp32)
     fully_shard(model, mesh=mesh, mp_policy=fsdp_policy(precision.spec))
