@@ -15,7 +15,17 @@ COLOURS = {
     "fp16-mixed": "#2ca02c",
     "bf16-true": "#d62728",
     "fp16-true": "#9467bd",
+    "fp8-mixed": "#e377c2",
+    "int8-qat": "#8c564b",
 }
+#: Line styles cycled over arms, so curves that coincide (bf16 tracking fp32) stay visible.
+STYLES = ("-", "--", ":", "-.")
+_SPARE = ("#bcbd22", "#000000", "#aec7e8", "#ffbb78")
+
+
+def colour(mode: str, index: int) -> str:
+    """The mode's fixed colour; unknown modes get a spare one by position."""
+    return COLOURS.get(mode, _SPARE[index % len(_SPARE)])
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -36,7 +46,7 @@ def _mean_curve(arm: dict[str, Any]) -> list[float]:
 
 
 def _bars(
-    ax: Any, arms: list[dict[str, Any]], key: str, scale: float, err_key: str | None = None
+    ax: Any, arms: list[dict[str, Any]], key: str, scale: float, err_key: str | None, label_fmt: str
 ) -> list[str]:
     """Bars of ``summary[key] * scale``; returns the modes that had no value."""
     missing = []
@@ -51,7 +61,8 @@ def _bars(
             err = [[0], [arm["summary"][err_key]["value"] * scale - value]]
         elif fig.get("std") is not None:
             err = [[fig["std"] * scale], [fig["std"] * scale]]
-        ax.bar(i, value, color=COLOURS.get(arm["mode"], "#444444"), label=arm["mode"], yerr=err, capsize=4)
+        bars = ax.bar(i, value, color=colour(arm["mode"], i), label=arm["mode"], yerr=err, capsize=4)
+        ax.bar_label(bars, labels=[label_fmt.format(value)], fontsize=8, padding=2)
     ax.set_xticks(range(len(arms)), [a["mode"] for a in arms])
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_xlabel("precision (one bar per arm)")
@@ -72,36 +83,49 @@ def write_plots(study: dict[str, Any], out: Path) -> list[Path]:
     steps, warmup = study["settings"]["steps"], study["settings"]["warmup_steps"]
     window = max(1, steps // 30)
     seeds = len(study["settings"]["seeds"])
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for arm in arms:
-        curve = _smooth(_mean_curve(arm), window)
-        ax.plot(range(1, len(curve) + 1), curve, color=COLOURS.get(arm["mode"]), label=arm["mode"], lw=1.6)
-    if warmup:
-        ax.axvspan(0, warmup, color="#dddddd", alpha=0.6, label=f"warm-up ({warmup} steps, not timed)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (task loss, fp32; unitless)")
+    fig, (ax, diff) = plt.subplots(2, 1, figsize=(7.5, 6.4), sharex=True, height_ratios=(3, 2))
+    curves = {arm["mode"]: _smooth(_mean_curve(arm), window) for arm in arms}
+    base = curves.get("fp32")
+    for i, arm in enumerate(arms):
+        curve, style = curves[arm["mode"]], {"color": colour(arm["mode"], i), "ls": STYLES[i % len(STYLES)]}
+        ax.plot(range(1, len(curve) + 1), curve, label=arm["mode"], lw=1.6, **style)
+        if base is not None and arm["mode"] != "fp32":
+            n = min(len(curve), len(base))
+            diff.plot(
+                range(1, n + 1), [curve[k] - base[k] for k in range(n)], label=arm["mode"], lw=1.4, **style
+            )
+    for axis in (ax, diff):
+        if warmup:
+            axis.axvspan(0, warmup, color="#dddddd", alpha=0.6, label=f"warm-up ({warmup} steps, not timed)")
+    ax.set_ylabel("training loss (unitless)")
     ax.set_title(
         f"{study['task']}: training loss, mean of {seeds} seed(s)"
         + (f", moving average of {window} steps" if window > 1 else ""),
         fontsize=10,
     )
-    ax.legend()
+    ax.legend(fontsize=8)
+    diff.axhline(0, color="black", lw=0.8)
+    diff.set_xlabel("optimizer step")
+    diff.set_ylabel("loss − fp32 loss (unitless)")
+    if base is None:
+        diff.text(0.5, 0.5, "no fp32 arm to compare with", ha="center", va="center", transform=diff.transAxes)
     paths.append(_save(fig, out / "loss_curves.png", plt))
 
     metric = arms[0]["summary"]["metric_name"]
+    gpu = "peak_mem_allocated_bytes" in arms[0]["summary"]
     bar_specs = [
         ("step_time.png", "step_time_median_s", 1e3, "median step time (ms)", "step_time_p90_s",
-         "step time after warm-up: bar = median, whisker = p90"),
-        ("peak_memory.png", "peak_mem_allocated_bytes" if "peak_mem_allocated_bytes" in arms[0]["summary"]
-         else "peak_rss_bytes", 2**-20, "peak memory (MiB)", None,
-         "peak memory: GPU max_memory_allocated after warm-up / CPU peak RSS of the arm process"),
-        ("energy.png", "energy_j", 1.0, "energy over the timed steps (J)", None, "energy (counter-measured only)"),
+         "step time after warm-up: bar = median, whisker = p90", "{:.1f}"),
+        ("peak_memory.png", "peak_mem_allocated_bytes" if gpu else "peak_rss_bytes", 2**-20, "peak memory (MiB)",
+         None, "GPU max_memory_allocated after warm-up" if gpu else "peak RSS of each arm's process", "{:.0f}"),
+        ("energy.png", "energy_j", 1.0, "energy over the timed steps (J)", None,
+         "energy (counter-measured only)", "{:.1f}"),
         ("metric_delta.png", "metric_delta", 1.0, f"Δ eval {metric} vs fp32 (absolute)", None,
-         f"eval {metric} minus the fp32 arm's"),
+         f"eval {metric} minus the fp32 arm's", "{:+.4f}"),
     ]  # fmt: skip
-    for name, key, scale, ylabel, err_key, title in bar_specs:
+    for name, key, scale, ylabel, err_key, title, label_fmt in bar_specs:
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        missing = _bars(ax, arms, key, scale, err_key)
+        missing = _bars(ax, arms, key, scale, err_key, label_fmt)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         if key == "metric_delta":

@@ -115,7 +115,7 @@ def print_table(study: dict[str, Any], console: Console) -> None:
         table.add_column(headers(study)[i], overflow="fold", no_wrap=i == 0)
     for arm, row in zip(study["arms"], rows(study)):
         if not arm.get("summary"):
-            table.add_row(row[0], f"{arm['status']} (reason below)", *[""] * (len(keep) - 2))
+            table.add_row(row[0], arm["status"], *[""] * (len(keep) - 2))
         else:
             table.add_row(*[row[i] for i in keep])
     console.print(table)
