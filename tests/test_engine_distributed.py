@@ -24,7 +24,14 @@ from torch import nn
 
 from ampkit.engine import TrainConfig, train
 from ampkit.engine.dist_state import _by_fqn, _by_index
-from ampkit.engine.distributed import DistContext, check_split, fp32_modules, fsdp_policy, session
+from ampkit.engine.distributed import (
+    DistContext,
+    check_devices,
+    check_split,
+    fp32_modules,
+    fsdp_policy,
+    session,
+)
 from ampkit.engine.launch import run_distributed
 from ampkit.errors import UsageError
 from ampkit.precision import MODES, Precision
@@ -62,6 +69,10 @@ def test_split_and_strategy_are_checked_before_launching() -> None:
         check_split(3, "ddp", 32)
     with pytest.raises(UsageError, match="valid: ddp, fsdp"):
         check_split(2, "zero3", 32)
+    check_devices(2, "cpu")
+    if torch.accelerator.device_count() < 64:
+        with pytest.raises(UsageError, match="one process per device"):
+            check_devices(64, "cuda")
 
 
 def test_session_without_a_launcher_is_single_process_or_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

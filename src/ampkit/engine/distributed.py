@@ -187,6 +187,16 @@ def check_split(nproc: int, strategy: str, batch_size: int) -> None:
         )
 
 
+def check_devices(nproc: int, device: str) -> None:
+    """Raise :class:`UsageError` when an accelerator run asks for more processes than devices."""
+    dev = torch.device(device)
+    if dev.type == "cpu" or dev.index is not None or nproc <= 1:
+        return
+    count = torch.accelerator.device_count()
+    if nproc > count:
+        raise UsageError(f"--nproc {nproc} on {dev.type}: {count} device(s) visible; one process per device")
+
+
 @contextlib.contextmanager
 def session(nproc: int, strategy: str, device: str) -> Iterator[DistContext]:
     """Join the process group the environment names (and leave it on exit); yields this rank's view.

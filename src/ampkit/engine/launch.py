@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .config import TrainConfig
-from .distributed import check_split
+from .distributed import check_devices, check_split
 from .records import RunResult
 
 #: Seconds between checks on the workers (torchrun's default monitor interval).
@@ -120,6 +120,7 @@ def run_distributed(config: TrainConfig, *, timeout_s: float | None = None) -> R
     the run folder is a temporary directory, removed afterwards.
     """
     check_split(config.nproc, config.strategy, config.batch_size)
+    check_devices(config.nproc, config.device)
     with tempfile.TemporaryDirectory(prefix="ampkit-launch-") as tmp:
         out = Path(config.out) if config.out is not None else Path(tmp) / "run"
         conf = dataclasses.replace(config, out=out)
