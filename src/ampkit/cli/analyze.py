@@ -42,7 +42,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else ("0" if value == 0 else f"{100 * value:.2g}%")
+    return "-" if value is None else ("0" if value == 0 else f"{100 * value:.3g}%")
 
 
 def render(report: dict[str, Any], console: Any) -> None:

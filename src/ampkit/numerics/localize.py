@@ -97,6 +97,8 @@ class AnomalyHooks:
 
     def _forward_hook(self, label: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not torch.is_grad_enabled():
+                return  # evaluation passes are not training steps
             for leaf in tree_leaves(output):
                 if not isinstance(leaf, torch.Tensor):
                     continue
