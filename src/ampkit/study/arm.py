@@ -115,6 +115,7 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         "higher_is_better": result.higher_is_better,
         "final": result.final,
         "loss_curve": [r.loss for r in result.history],
+        "step_times_s": [r.time_s for r in result.history],
         "evals": [{"step": e.step, "elapsed_s": e.elapsed_s, **e.metrics} for e in result.evals],
         "figures": figures,
         "target": target_figures(result, float(target), meters) if target is not None else None,

@@ -53,9 +53,8 @@ def _target(arm: Arm) -> str:
         return "-"
     if "steps" not in t:
         return f"not reached ({t['reached']})"
-    return (
-        f"{fmt(t['steps'], digits=0)} steps, {fmt(t['time_s'], digits=1)} s, {fmt(t['energy_j'], digits=1)} J"
-    )
+    energy = fmt(t["energy_j"], digits=1, unit="J")
+    return f"{fmt(t['steps'], digits=0)} steps, {fmt(t['time_s'], digits=1)} s, energy {energy}"
 
 
 def _item(arm: Arm) -> str:
