@@ -61,8 +61,10 @@ def _bars(
             err = [[0], [arm["summary"][err_key]["value"] * scale - value]]
         elif fig.get("std") is not None:
             err = [[fig["std"] * scale], [fig["std"] * scale]]
-        bars = ax.bar(i, value, color=colour(arm["mode"], i), label=arm["mode"], yerr=err, capsize=4)
-        ax.bar_label(bars, labels=[label_fmt.format(value)], fontsize=8, padding=2)
+        ax.bar(i, value, color=colour(arm["mode"], i), label=arm["mode"], yerr=err, capsize=4)
+        # the value sits on the bar itself (bar_label would put it at the p90 whisker's end)
+        ax.annotate(label_fmt.format(value), (i, value), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=8, bbox={"fc": "white", "ec": "none", "pad": 0.5})  # fmt: skip
     ax.set_xticks(range(len(arms)), [a["mode"] for a in arms])
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_xlabel("precision (one bar per arm)")
