@@ -115,9 +115,10 @@ def test_cli_flags_override_the_study_file_and_only_picks_one(tmp_path, monkeypa
     assert exp.precisions == ("fp32", "bf16-true") and exp.task == "digits" and exp.steps == 170
 
 
-def test_gpus_above_one_is_a_clear_error_until_distributed_arms_exist() -> None:
-    with pytest.raises(UsageError, match="distributed arms need the distributed engine"):
-        require_runnable(Experiment(gpus=2))
+def test_gpus_that_cannot_share_the_batch_are_refused_before_any_arm_runs() -> None:
+    require_runnable(Experiment(gpus=2, overrides={"device": "cpu"}))  # 64 splits over 2 processes
+    with pytest.raises(UsageError, match=r"--gpus 3: .*split evenly"):
+        require_runnable(Experiment(gpus=3, overrides={"device": "cpu"}))
 
 
 def test_auto_on_a_bf16_cpu_runs_fp32_and_bf16_and_skips_the_rest_with_reasons() -> None:

@@ -116,7 +116,19 @@ def test_a_failing_arm_is_a_row_with_its_reason_not_a_crash(tmp_path, capsys) ->
     assert "failed" in capsys.readouterr().out
 
 
-def test_gpus_above_one_is_one_line_exit_2(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["compare", "--gpus", "2", "--out", "/nonexistent/never"]) == 2
+def test_gpus_n_runs_each_arm_as_n_ranks_of_the_distributed_engine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    argv = ["compare", "--size", "small", "--batch-size", "16", "--precisions", "fp32", "--gpus", "2", "--steps", "4",
+            "--warmup-steps", "1", "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    study = json.loads((tmp_path / "results.json").read_text())
+    run = study["arms"][0]["runs"][0]
+    assert run["status"] == "measured" and run["nproc"] == 2 and run["rank"] == 0
+    assert len(set(run["rank_pids"])) == 2 and os.getpid() not in run["rank_pids"]
+    assert run["figures"]["peak_rss_bytes"]["method"].startswith("max over 2 ranks")
+    assert study["settings"]["gpus"] == 2
+
+
+def test_gpus_that_do_not_split_the_batch_are_one_line_exit_2(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["compare", "--gpus", "3", "--device", "cpu", "--out", "/nonexistent/never"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "distributed arms need the distributed engine" in err
+    assert len(err.splitlines()) == 1 and "--gpus 3" in err and "split evenly" in err

@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
         "gpus",
         type=int,
         default=None,
-        help="processes per arm under torchrun (needs the distributed engine)",
+        help="processes per arm (torchrun-style ranks of the distributed engine, one per GPU; gloo processes on CPU); the batch is split over them",
     )
     add_flag(
         parser,

@@ -65,6 +65,8 @@ def flop_figures(config: TrainConfig, median_s: float | None) -> dict[str, Figur
     achieved = flops / median_s / 1e12
     out["achieved_tflops"] = figure(achieved, "TFLOP/s", "FLOPs per step ÷ median step time")
     peak, name = peak_tflops(config.precision, device_capabilities(config.device))
+    if peak and config.nproc > 1:  # the global batch runs on nproc devices
+        peak, name = peak * config.nproc, f"{config.nproc} × {name}"
     out["mfu"] = (
         figure(achieved / peak, "fraction", f"achieved TFLOP/s ÷ {name}")
         if peak
@@ -73,15 +75,22 @@ def flop_figures(config: TrainConfig, median_s: float | None) -> dict[str, Figur
     return out
 
 
+def rank() -> tuple[int, int]:
+    """``(RANK, LOCAL_RANK)`` from a launcher's environment; ``(0, 0)`` for a single-process arm."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one arm and return its measurements (JSON-ready)."""
+    """Train one arm (or one rank of a multi-process arm) and return its measurements (JSON-ready)."""
     config = TrainConfig.from_dict(spec["config"])
     warmup = int(spec["warmup"])
+    global_rank, local_rank = rank()
     device = torch.device(config.device)
+    if device.type != "cpu" and device.index is None and config.nproc > 1:
+        device = torch.device(device.type, local_rank)  # the GPU this rank trains on
     counter = open_counter(device)
-    meters = ArmMeters(
-        warmup, int(config.steps or 0), counter, stream=sys.stdout, eval_every=config.eval_every
-    )
+    stream = sys.stdout if global_rank == 0 else None  # one progress stream per arm
+    meters = ArmMeters(warmup, int(config.steps or 0), counter, stream=stream, eval_every=config.eval_every)
     began = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -98,13 +107,16 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
             result.final_loss_scale, "", "GradScaler scale after the last step"
         )
     median = figures.get("step_time_median_s", {}).get("value")
-    figures.update(flop_figures(config, median))
+    if global_rank == 0:  # FLOPs of the global batch, counted once
+        figures.update(flop_figures(config, median))
     target = spec.get("target_metric")
     return {
         "status": "measured",
         "mode": result.precision,
         "seed": config.seed,
         "pid": os.getpid(),
+        "rank": global_rank,
+        "nproc": config.nproc,
         "parent_pid": os.getppid(),
         "describe": result.describe,
         "flags": meters.flags,
@@ -128,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: read the spec, run, write the result (or the failure) to ``spec["result_path"]``."""
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
-    path = Path(spec["result_path"])
+    path = Path(spec["result_path"].replace("{rank}", str(rank()[0])))  # one result file per rank
     try:
         out = run_arm(spec)
         code = 0
@@ -143,4 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The result is written: skip interpreter teardown, where gloo's threads of a multi-process
+    # arm can abort the process after it measured correctly (as ampkit.engine.launch does).
+    os._exit(code)

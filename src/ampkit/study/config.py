@@ -30,7 +30,7 @@ from ..errors import UsageError
 from ..precision import PrecisionError, canonical_mode, from_env
 
 #: TrainConfig fields an experiment sets itself; overrides may not touch them.
-RESERVED = frozenset({"task", "precision", "seed", "steps", "epochs", "out", "resume", "progress"})
+RESERVED = frozenset({"task", "precision", "seed", "steps", "epochs", "out", "resume", "progress", "nproc"})
 #: TrainConfig fields ``overrides`` may set.
 OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RESERVED)
 
@@ -56,7 +56,7 @@ class Experiment:
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields shared by every arm (batch_size, lr, size, device, threads, eval_every, ...)."""
     gpus: int = 1
-    """Processes per arm (torchrun); more than 1 needs the distributed engine."""
+    """Processes per arm (torchrun-style ranks, one per GPU; on CPU, gloo processes) sharing each batch."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,7 +96,14 @@ class Experiment:
         """The arm's TrainConfig: identical across arms except for the precision."""
         values = {**self.overrides, "eval_every": self.eval_every}
         return TrainConfig(
-            task=self.task, precision=mode, seed=seed, steps=self.steps, out=None, progress=False, **values
+            task=self.task,
+            precision=mode,
+            seed=seed,
+            steps=self.steps,
+            out=None,
+            progress=False,
+            nproc=self.gpus,
+            **values,
         )
 
 

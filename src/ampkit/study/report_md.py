@@ -97,8 +97,9 @@ def write_markdown(study: dict[str, Any], path: Path, plots: list[Path]) -> None
         run = by_key.get((o["mode"], o["seed"]), {})
         fl = run.get("flags", {})
         tf32 = f"{fl.get('cuda_matmul_allow_tf32')} / {fl.get('cudnn_allow_tf32')}" if fl else "-"
+        pid = " ".join(map(str, o["rank_pids"])) if o.get("rank_pids") else o["pid"]  # every rank's pid
         lines.append(
-            f"| {o['index']} | {o['mode']} | {o['seed']} | {o['pid']} | {tf32} | {run.get('threads', '-')} |"
+            f"| {o['index']} | {o['mode']} | {o['seed']} | {pid} | {tf32} | {run.get('threads', '-')} |"
         )
     lines.append(
         f"\nParent process pid {study['parent_pid']}. Full data: `results.json`; one row per arm: `results.csv`.\n"

@@ -9,10 +9,7 @@ becomes a ``failed`` row with its one-line reason.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,54 +23,9 @@ from ..hardware.capabilities import device_capabilities
 from .arms import ArmPlan, plan_arms
 from .config import Experiment
 from .metadata import machine_metadata
+from .processes import run_arm_process
 
 SCHEMA = "ampkit-study/1"
-
-
-def _reason(result_path: Path, log_path: Path, code: int) -> dict[str, Any]:
-    """The arm's own failure record, or the last line of its stderr when it died before writing one."""
-    if result_path.exists():
-        data: dict[str, Any] = json.loads(result_path.read_text())
-        return data
-    lines = (
-        [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        if log_path.exists()
-        else []
-    )
-    last = lines[-1].strip() if lines else "no output"
-    return {"status": "failed", "reason": f"arm process exited with code {code}: {last}"}
-
-
-def run_arm_process(
-    spec: dict[str, Any], folder: Path, label: str, progress: Progress | None = None, task_id: Any = None
-) -> dict[str, Any]:
-    """Launch one arm process, stream its step lines into ``progress``, return its result record."""
-    spec_path, result_path, log_path = (folder / f"{label}{ext}" for ext in (".spec.json", ".json", ".log"))
-    result_path.unlink(missing_ok=True)
-    spec = {**spec, "result_path": str(result_path)}
-    spec_path.write_text(json.dumps(spec, indent=1))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ampkit.study.arm", str(spec_path)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the arm's step lines: {"step", "total", "loss"}
-            try:
-                step = json.loads(line)
-            except ValueError:
-                log.write(line)  # stray prints from a user's task go to the log, not the terminal
-                continue
-            if progress is not None and isinstance(step, dict) and "step" in step:
-                progress.update(
-                    task_id, completed=step["step"], total=step["total"], loss=f"{step['loss']:.4f}"
-                )
-        code = proc.wait()
-    return _reason(result_path, log_path, code) if code else json.loads(result_path.read_text())
 
 
 def _progress(console: Console) -> Progress:
@@ -89,13 +41,16 @@ def _progress(console: Console) -> Progress:
 
 
 def require_runnable(exp: Experiment) -> None:
-    """Raise :class:`UsageError` for studies this ampkit cannot run (before any arm starts)."""
+    """Raise :class:`UsageError` for studies that cannot run here (checked before any arm starts)."""
     if exp.gpus > 1:
-        # TODO(distributed): launch each arm under torchrun once `ampkit train --nproc` exists.
-        raise UsageError(
-            f"--gpus {exp.gpus}: distributed arms need the distributed engine (ampkit train --nproc), "
-            "which this ampkit does not have yet; use --gpus 1"
-        )
+        from ..engine.distributed import check_devices, check_split
+
+        config = exp.train_config("fp32", exp.seeds[0])
+        try:
+            check_split(exp.gpus, config.strategy, config.batch_size)
+            check_devices(exp.gpus, config.device)
+        except UsageError as err:
+            raise UsageError(f"--gpus {exp.gpus}: {err}") from None
 
 
 def run_experiment(exp: Experiment, out: Path, *, console: Console | None = None) -> dict[str, Any]:
@@ -125,11 +80,18 @@ def run_experiment(exp: Experiment, out: Path, *, console: Console | None = None
                 "label": label,
             }
             t0 = time.perf_counter()
-            record = run_arm_process(spec, folder, label, progress, current)
+
+            def on_step(step: dict[str, Any], task_id: Any = current) -> None:
+                progress.update(
+                    task_id, completed=step["step"], total=step["total"], loss=f"{step['loss']:.4f}"
+                )
+
+            record = run_arm_process(spec, folder, label, on_step, nproc=exp.gpus)
             record["seed"], record["mode"], record["order"] = seed, plan.mode, index
             record["arm_wall_s"] = time.perf_counter() - t0
             records[plan.mode].append(record)
-            order.append({"index": index, "mode": plan.mode, "seed": seed, "pid": record.get("pid")})
+            order.append({"index": index, "mode": plan.mode, "seed": seed, "pid": record.get("pid"),
+                          "rank_pids": record.get("rank_pids")})  # fmt: skip
             status = record.get("status")
             progress.update(current, loss=status if status != "measured" else f"{record['arm_wall_s']:.1f} s")
             progress.advance(overall)

@@ -1,0 +1,149 @@
+"""Start an arm's process(es), stream rank 0's steps, collect and merge the results.
+
+A single-process arm is ``python -m ampkit.study.arm SPEC.json``. A multi-process arm
+(``--gpus N``) starts that command once per rank with torchrun's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``, from
+:func:`ampkit.engine.launch.worker_env`); the engine's distributed session joins them.
+As torchrun does, when one rank fails the others are stopped. Rank 0's record is the arm's;
+energy is summed and memory maximised over ranks, each with its method saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+def _failure(result_path: Path, log_path: Path, code: int) -> dict[str, Any]:
+    """The arm's own failure record, or the last line of its stderr when it died before writing one."""
+    if result_path.exists():
+        data: dict[str, Any] = json.loads(result_path.read_text())
+        if data.get("status") == "failed":
+            return data
+    lines = (
+        [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        if log_path.exists()
+        else []
+    )
+    last = lines[-1].strip() if lines else "no output"
+    return {"status": "failed", "reason": f"arm process exited with code {code}: {last}"}
+
+
+def _pump(stream: Any, log: Any, on_step: StepCallback | None) -> None:
+    """Forward the arm's ``{"step", "total", "loss"}`` lines; anything else goes to its log."""
+    for line in stream:
+        try:
+            step = json.loads(line)
+        except ValueError:
+            step = None
+        if isinstance(step, dict) and "step" in step:
+            if on_step is not None:
+                on_step(step)
+        else:
+            log.write(line)  # stray prints from a user's task go to the log, not the terminal
+
+
+def _stop(procs: list[subprocess.Popen[str]], grace_s: float = 5.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_arm_process(
+    spec: dict[str, Any], folder: Path, label: str, on_step: StepCallback | None = None, nproc: int = 1
+) -> dict[str, Any]:
+    """Run one arm (``nproc`` ranks), streaming rank 0's steps to ``on_step``; return its merged record."""
+    from ..engine.launch import free_port, worker_env
+
+    spec_path = folder / f"{label}.spec.json"
+    result_tpl = str(folder / (f"{label}.json" if nproc == 1 else f"{label}.rank{{rank}}.json"))
+    paths = [Path(result_tpl.replace("{rank}", str(r))) for r in range(nproc)]
+    logs = [folder / (f"{label}.log" if nproc == 1 else f"{label}.rank{r}.log") for r in range(nproc)]
+    for path in paths:
+        path.unlink(missing_ok=True)
+    spec_path.write_text(json.dumps({**spec, "result_path": result_tpl}, indent=1))
+    port = free_port() if nproc > 1 else 0
+    files = [open(p, "w") for p in logs]  # noqa: SIM115 (closed in finally, after the processes end)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for r in range(nproc):
+            env = worker_env(r, nproc, port) if nproc > 1 else dict(os.environ)
+            env["PYTHONUNBUFFERED"] = "1"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "ampkit.study.arm", str(spec_path)],
+                    stdout=subprocess.PIPE,
+                    stderr=files[r],
+                    text=True,
+                    env=env,
+                )
+            )
+        pumps = [
+            threading.Thread(target=_pump, args=(p.stdout, f, on_step if r == 0 else None), daemon=True)
+            for r, (p, f) in enumerate(zip(procs, files))
+        ]
+        for t in pumps:
+            t.start()
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() for p in procs):  # a rank failed: the others would wait in a collective forever
+                break
+            time.sleep(0.1)
+        _stop(procs)
+        for t in pumps:
+            t.join(timeout=5)
+    finally:
+        for f in files:
+            f.close()
+    codes = [p.returncode for p in procs]
+    failed = [r for r, c in enumerate(codes) if c]
+    if failed:
+        r = failed[0]
+        record = _failure(paths[r], logs[r], codes[r])
+        if nproc > 1:
+            record["reason"] = f"rank {r}: {record['reason']}"
+        return record
+    records = [json.loads(p.read_text()) for p in paths]
+    return records[0] if nproc == 1 else merge_ranks(records)
+
+
+def merge_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rank 0's record with energy summed and memory maximised over all ranks; every pid kept."""
+    out = dict(records[0])
+    out["figures"] = dict(out["figures"])
+    out["rank_pids"] = [r["pid"] for r in records]
+    n = len(records)
+    for key in ("energy_j", "energy_per_item_j"):
+        figs = [r["figures"].get(key) for r in records]
+        if all(f and f.get("value") is not None for f in figs):
+            total = sum(f["value"] for f in figs)  # type: ignore[index]
+            out["figures"][key] = {
+                **figs[0],
+                "value": total,
+                "method": f"sum over {n} ranks of: {figs[0]['method']}",
+            }  # type: ignore[index]
+    for key in ("peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes"):
+        figs = [r["figures"].get(key) for r in records]
+        if all(f and f.get("value") is not None for f in figs):
+            top = max(f["value"] for f in figs)  # type: ignore[index]
+            out["figures"][key] = {
+                **figs[0],
+                "value": top,
+                "method": f"max over {n} ranks of: {figs[0]['method']}",
+            }  # type: ignore[index]
+    return out
