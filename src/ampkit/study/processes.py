@@ -65,6 +65,14 @@ def _stop(procs: list[subprocess.Popen[str]], grace_s: float = 5.0) -> None:
             proc.wait()
 
 
+#: A launcher's variables; a single-process arm must not inherit them from a parent run under torchrun.
+_LAUNCH_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _single_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS}
+
+
 def run_arm_process(
     spec: dict[str, Any], folder: Path, label: str, on_step: StepCallback | None = None, nproc: int = 1
 ) -> dict[str, Any]:
@@ -83,7 +91,7 @@ def run_arm_process(
     procs: list[subprocess.Popen[str]] = []
     try:
         for r in range(nproc):
-            env = worker_env(r, nproc, port) if nproc > 1 else dict(os.environ)
+            env = worker_env(r, nproc, port) if nproc > 1 else _single_env()
             env["PYTHONUNBUFFERED"] = "1"
             procs.append(
                 subprocess.Popen(
