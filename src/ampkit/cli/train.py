@@ -66,17 +66,23 @@ def build_config(args: argparse.Namespace) -> Any:
     """TrainConfig from parsed ``train`` arguments (precision resolved through every spelling)."""
     from ..engine import TrainConfig, default_device
     from ..errors import UsageError
-    from ..precision import Precision
+    from ..hardware import device_capabilities
+    from ..precision import MODES
+    from ..precision.fit import check_fit
+    from ..precision.resolve import request_from_args, resolve
 
     device = args.device or default_device()
     for name in ("steps", "accumulate", "batch_size", "nproc"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")
-    precision = Precision.from_args(args, device=device)
+    caps = device_capabilities(device)
+    mode = resolve(request_from_args(args), bf16_in_hardware=caps.bf16_in_hardware)
+    # Refuse what cannot run before any worker starts; warnings come once, when the run builds its Precision.
+    check_fit(MODES[mode], caps, fp8_emulate=args.fp8_emulate)
     return TrainConfig(
         task=args.task,
-        precision=precision.name,
+        precision=mode,
         keep_fp32=args.keep_fp32,
         device=device,
         steps=args.steps,

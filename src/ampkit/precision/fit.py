@@ -52,7 +52,7 @@ def check_fit(spec: ModeSpec, caps: DeviceCaps, *, fp8_emulate: bool = False) ->
         better = "bf16-mixed" if caps.bf16_in_hardware else "fp32"
         warnings.append(
             f"{spec.name} on {where}: no fp16 arithmetic in hardware, fp16 compute is emulated and "
-            f"hundreds of times slower than fp32; use {better}"
+            f"tens to hundreds of times slower than fp32 (more the larger the matmul); use {better}"
         )
     if spec.tf32 and not caps.tf32_in_hardware:
         warnings.append(

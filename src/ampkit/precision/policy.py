@@ -25,7 +25,7 @@ from .fp8 import convert_to_fp8, count_fp8
 from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, install_fp32_islands
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
 from .qat import convert_int8, describe_quant, prepare_qat
-from .resolve import PrecisionRequest, from_env, resolve
+from .resolve import from_env, request_from_args, resolve
 
 log = logging.getLogger("ampkit")
 
@@ -69,15 +69,9 @@ class Precision:
     ) -> Precision:
         """From a namespace parsed by a parser that went through :func:`add_precision_args`."""
         dev = torch.device(device or getattr(args, "device", None) or "cpu")
-        request = PrecisionRequest(
-            precision=getattr(args, "precision", None),
-            mixed_precision=bool(getattr(args, "mixed_precision", False)),
-            amp_dtype=getattr(args, "amp_dtype", None),
-            amp=bool(getattr(args, "amp", False)),
-        )
         caps = kw.pop("caps", None) or device_capabilities(dev)
         keep = kw.pop("keep_fp32", None) or getattr(args, "keep_fp32", None)
-        mode = resolve(request, bf16_in_hardware=caps.bf16_in_hardware)
+        mode = resolve(request_from_args(args), bf16_in_hardware=caps.bf16_in_hardware)
         kw.setdefault("fp8_emulate", bool(getattr(args, "fp8_emulate", False)))
         return cls(mode, dev, keep_fp32=keep, caps=caps, **kw)
 

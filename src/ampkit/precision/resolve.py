@@ -35,6 +35,16 @@ class PrecisionRequest:
     """The seeds' ``--amp``: bf16 where the hardware has it, else fp16."""
 
 
+def request_from_args(args: object) -> PrecisionRequest:
+    """The precision flags of a namespace parsed through ``add_precision_args`` (missing ones count as unset)."""
+    return PrecisionRequest(
+        precision=getattr(args, "precision", None),
+        mixed_precision=bool(getattr(args, "mixed_precision", False)),
+        amp_dtype=getattr(args, "amp_dtype", None),
+        amp=bool(getattr(args, "amp", False)),
+    )
+
+
 def _amp_dtype_mode(dtype: str, source: str) -> str:
     key = dtype.strip().lower()
     if key not in _AMP_DTYPES:
