@@ -4,8 +4,9 @@ Three loops train identical copies of ``tinygpt`` under bf16-mixed on the CPU:
   hand    — torch.autocast + torch.amp.GradScaler(enabled=False) + AdamW, written out by hand
   api     — ampkit's public API (Precision.autocast, PrecisionOptimizer.backward/step)
   engine  — ampkit.engine.run_step (fp32 loss, sync context, records), grad-norm tracking off
-They run interleaved in rounds (hand, api, engine, hand, ...), so drift of the machine hits all
-three alike; each figure is the median over all timed steps, warm-up excluded.
+They run interleaved in rounds, the order rotating each round (hand-api-engine, api-engine-hand,
+...), so drift of the machine and position in a round hit all three alike; each figure is the
+median over all timed steps, warm-up excluded.
 
     python benchmarks/overhead.py [--rounds 12] [--steps 8] [--batch-size 16] [--precision bf16-mixed]
 """
@@ -90,8 +91,11 @@ def main() -> None:
             for _ in range(args.warmup):
                 step()
                 counters[name] += 1
-        for _ in range(args.rounds):
-            for name, step in loops.items():
+        names = list(loops)
+        for r in range(args.rounds):
+            # Rotate who goes first each round, so position in the round biases no loop.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                step = loops[name]
                 for _ in range(args.steps):
                     began = time.perf_counter()
                     step()
