@@ -14,19 +14,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import fsync_dir
 from .format import INDEX_MEMBER, MEMBER_MODE, TAR_FORMAT, dumps, shard_name, tmp_name
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ShardWriter:

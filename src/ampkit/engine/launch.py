@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .config import TrainConfig
@@ -70,7 +71,7 @@ def _how_it_ended(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _stop(procs: Sequence[subprocess.Popen[bytes]], grace_s: float) -> None:
+def stop_processes(procs: Sequence[subprocess.Popen[Any]], grace_s: float) -> None:
     """SIGTERM every live worker, then SIGKILL whatever is left after ``grace_s``."""
     for proc in procs:
         if proc.poll() is None:
@@ -110,7 +111,7 @@ def launch(
                 raise LaunchError(f"the job ran past its {timeout_s:g} s timeout: stopped all ranks")
             time.sleep(poll_s)
     finally:
-        _stop(procs, grace_s)
+        stop_processes(procs, grace_s)
 
 
 def run_distributed(config: TrainConfig, *, timeout_s: float | None = None) -> RunResult:

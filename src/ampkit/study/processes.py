@@ -52,19 +52,6 @@ def _pump(stream: Any, log: Any, on_step: StepCallback | None) -> None:
             log.write(line)  # stray prints from a user's task go to the log, not the terminal
 
 
-def _stop(procs: list[subprocess.Popen[str]], grace_s: float = 5.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + grace_s
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 #: A launcher's variables; a single-process arm must not inherit them from a parent run under torchrun.
 _LAUNCH_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -77,7 +64,7 @@ def run_arm_process(
     spec: dict[str, Any], folder: Path, label: str, on_step: StepCallback | None = None, nproc: int = 1
 ) -> dict[str, Any]:
     """Run one arm (``nproc`` ranks), streaming rank 0's steps to ``on_step``; return its merged record."""
-    from ..engine.launch import free_port, worker_env
+    from ..engine.launch import free_port, stop_processes, worker_env
 
     spec_path = folder / f"{label}.spec.json"
     result_tpl = str(folder / (f"{label}.json" if nproc == 1 else f"{label}.rank{{rank}}.json"))
@@ -112,7 +99,7 @@ def run_arm_process(
             if any(p.poll() for p in procs):  # a rank failed: the others would wait in a collective forever
                 break
             time.sleep(0.1)
-        _stop(procs)
+        stop_processes(procs, grace_s=5.0)
         for t in pumps:
             t.join(timeout=5)
     finally:

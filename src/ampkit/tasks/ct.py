@@ -25,6 +25,7 @@ from ..data.loader_indexed import IndexedShards
 from ..data.order import epoch_order
 from ..data.preprocess import PreprocessConfig, finish_batch
 from .base import Task, TaskSpec
+from .metrics import accuracy
 
 CACHE_ENV = "AMPKIT_CACHE"
 """Environment variable naming the cache folder (default ``~/.cache/ampkit``)."""
@@ -114,10 +115,6 @@ class LesionCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
-def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    return float((outputs.argmax(dim=-1) == targets).float().mean())
-
-
 def make_task(spec: TaskSpec) -> Task:
     """Factory for the ct task: builds the shard cache on first use, then reads batches from it."""
     from ..data.phantoms import LESIONS
@@ -155,7 +152,7 @@ def make_task(spec: TaskSpec) -> Task:
         train_batch=train_batch,
         eval_batches=eval_batches,
         loss_fn=F.cross_entropy,
-        metric_fn=_accuracy,
+        metric_fn=accuracy,
         metric_name="accuracy",
         samples_per_epoch=len(train_idx),
         items_per_sample=1,

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Task, TaskSpec
+from .metrics import accuracy
 from .sampling import batch_indices
 
 _SPLIT_SEED = 20240601
@@ -46,10 +47,6 @@ def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor(data.target, dtype=torch.long)
 
 
-def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    return float((outputs.argmax(dim=-1) == targets).float().mean())
-
-
 def make_task(spec: TaskSpec) -> Task:
     """Factory for the digits task (``size="small"`` narrows the CNN for fp16-on-CPU tests)."""
     images, labels = load_digits_tensors()
@@ -75,7 +72,7 @@ def make_task(spec: TaskSpec) -> Task:
         train_batch=train_batch,
         eval_batches=eval_batches,
         loss_fn=F.cross_entropy,
-        metric_fn=_accuracy,
+        metric_fn=accuracy,
         metric_name="accuracy",
         samples_per_epoch=len(train_x),
         default_lr=3e-3,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Task, TaskSpec
+from .metrics import accuracy
 
 _CORPUS_SEED = 1234
 
@@ -82,10 +83,6 @@ def _next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def _next_token_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    return float((logits.argmax(dim=-1) == targets).float().mean())
-
-
 def make_task(spec: TaskSpec) -> Task:
     """Factory for tinygpt: dim 256, 4 layers, seq 128 (``size="small"``: dim 32, 1 layer, seq 16)."""
     small = spec.size == "small"
@@ -116,7 +113,7 @@ def make_task(spec: TaskSpec) -> Task:
         train_batch=train_batch,
         eval_batches=eval_batches,
         loss_fn=_next_token_loss,
-        metric_fn=_next_token_accuracy,
+        metric_fn=accuracy,
         metric_name="next_token_accuracy",
         samples_per_epoch=0,
         items_per_sample=seq,
