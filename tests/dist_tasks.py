@@ -27,3 +27,18 @@ def killer(spec: TaskSpec) -> Task:
 
     task.train_batch = batch
     return task
+
+
+def halves(spec: TaskSpec) -> Task:
+    """tinygpt (small) whose micro-batch ``i`` is half ``i % 2`` of tinygpt's global batch ``i // 2`` of
+    twice the size: one rank with ``--accumulate 2`` then reads exactly what 2 ranks read per step."""
+    task = build_task("tinygpt", TaskSpec(spec.seed, 2 * spec.batch_size, spec.device, "small"))
+    fetch, half = task.train_batch, spec.batch_size
+
+    def batch(i: int):  # type: ignore[no-untyped-def]
+        inputs, targets = fetch(i // 2)
+        part = slice((i % 2) * half, (i % 2 + 1) * half)
+        return inputs[part], targets[part]
+
+    task.train_batch = batch
+    return task
