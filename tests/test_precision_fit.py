@@ -25,7 +25,10 @@ def test_ampere_and_hopper_fit_every_mode(caps) -> None:  # type: ignore[no-unty
 
 def test_fp16_on_cpu_warns_with_reason_and_suggests_bf16() -> None:
     (message,) = check_fit(MODES["fp16-mixed"], CPU_BF16)
-    assert "no fp16 arithmetic in hardware" in message and "tens to hundreds of times slower than fp32" in message
+    assert (
+        "no fp16 arithmetic in hardware" in message
+        and "tens to hundreds of times slower than fp32" in message
+    )
     assert message.endswith("use bf16-mixed")
     (message,) = check_fit(MODES["fp16-true"], CPU_PLAIN)
     assert message.endswith("use fp32")
