@@ -25,17 +25,7 @@ from ampkit.data.codec import CodecOptions
 from ampkit.data.convert import ConvertOptions, convert
 from ampkit.data.phantoms import make_phantom
 from ampkit.data.sources import discover
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (falls back to ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from ampkit.hardware import device_capabilities
 
 
 def write_inputs(root: Path, n: int, side: int, dtype: type) -> list[str]:
@@ -77,7 +67,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    machine = f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+    machine = f"{device_capabilities('cpu').name}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
     print(f"machine: {machine}")
     mb = args.n * args.shape**3 * 4 / 1e6
     print(f"input: {args.n} float32 phantoms of {args.shape}^3 ({mb:.1f} MB as float32), stored as fp16")

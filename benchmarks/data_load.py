@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -39,21 +38,11 @@ from ampkit.data.loader_stream import StreamingShards
 from ampkit.data.phantoms import make_phantom
 from ampkit.data.preprocess import PreprocessConfig, finish_batch
 from ampkit.data.sources import discover
+from ampkit.hardware import device_capabilities
 
 TWO_BYTE = PreprocessConfig(on="device")
 """Workers hand over the stored 2-byte batch; it is widened to float32 after the hand-over
 (here in the main process on the CPU, where a GPU run would do it on the GPU)."""
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (falls back to ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_data(root: Path, n: int, side: int, per_shard: int) -> tuple[Path, list[str]]:
@@ -115,7 +104,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one thread per worker process: the figure is per worker
-    machine = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+    machine = f"{device_capabilities('cpu').name}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
     print(f"machine: {machine}")
     print(f"data: {args.n} volumes of {args.side}^3 float32 HU, batches of {args.batch}")
     rows = []

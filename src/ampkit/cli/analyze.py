@@ -106,15 +106,14 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import TrainConfig, default_device
     from ..errors import UsageError
     from ..numerics import analyze
-    from ..precision import Precision
+    from .train import checked_mode
 
     if args.steps < 1:
         raise UsageError(f"--steps {args.steps}: must be >= 1")
     device = args.device or default_device()
-    precision = Precision.from_args(args, device=device)
     config = TrainConfig(
         task=args.task,
-        precision=precision.name,
+        precision=checked_mode(args, device),
         keep_fp32=args.keep_fp32,
         device=device,
         batch_size=args.batch_size,
@@ -126,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     )
     show = not args.no_progress and sys.stderr.isatty()
     with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
-        task = bar.add_task(f"analyze {args.task}: fp32 vs {precision.name}", total=args.steps)
+        task = bar.add_task(f"analyze {args.task}: fp32 vs {config.precision}", total=args.steps)
         report = analyze(config, args.steps, on_step=lambda _: bar.advance(task)).to_dict()
     text = json.dumps(report, indent=2)
     if args.out is not None:

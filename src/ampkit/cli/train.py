@@ -62,24 +62,33 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace) -> Any:
-    """TrainConfig from parsed ``train`` arguments (precision resolved through every spelling)."""
-    from ..engine import TrainConfig, default_device
-    from ..errors import UsageError
+def checked_mode(args: argparse.Namespace, device: str) -> str:
+    """The canonical mode the precision flags ask for, refused now if it cannot run on ``device``.
+
+    Fit warnings are left for the run's own ``Precision``, so they are printed once.
+    """
     from ..hardware import device_capabilities
     from ..precision import MODES
     from ..precision.fit import check_fit
     from ..precision.resolve import request_from_args, resolve
+
+    caps = device_capabilities(device)
+    mode = resolve(request_from_args(args), bf16_in_hardware=caps.bf16_in_hardware)
+    check_fit(MODES[mode], caps, fp8_emulate=bool(getattr(args, "fp8_emulate", False)))
+    return mode
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """TrainConfig from parsed ``train`` arguments (precision resolved through every spelling)."""
+    from ..engine import TrainConfig, default_device
+    from ..errors import UsageError
 
     device = args.device or default_device()
     for name in ("steps", "accumulate", "batch_size", "nproc"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")
-    caps = device_capabilities(device)
-    mode = resolve(request_from_args(args), bf16_in_hardware=caps.bf16_in_hardware)
-    # Refuse what cannot run before any worker starts; warnings come once, when the run builds its Precision.
-    check_fit(MODES[mode], caps, fp8_emulate=args.fp8_emulate)
+    mode = checked_mode(args, device)
     return TrainConfig(
         task=args.task,
         precision=mode,

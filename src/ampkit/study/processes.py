@@ -123,22 +123,17 @@ def merge_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
     out["figures"] = dict(out["figures"])
     out["rank_pids"] = [r["pid"] for r in records]
     n = len(records)
-    for key in ("energy_j", "energy_per_item_j"):
-        figs = [r["figures"].get(key) for r in records]
-        if all(f and f.get("value") is not None for f in figs):
-            total = sum(f["value"] for f in figs)  # type: ignore[index]
-            out["figures"][key] = {
-                **figs[0],
-                "value": total,
-                "method": f"sum over {n} ranks of: {figs[0]['method']}",
-            }  # type: ignore[index]
-    for key in ("peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes"):
-        figs = [r["figures"].get(key) for r in records]
-        if all(f and f.get("value") is not None for f in figs):
-            top = max(f["value"] for f in figs)  # type: ignore[index]
-            out["figures"][key] = {
-                **figs[0],
-                "value": top,
-                "method": f"max over {n} ranks of: {figs[0]['method']}",
-            }  # type: ignore[index]
+    reductions = (
+        (("energy_j", "energy_per_item_j"), sum, "sum"),
+        (("peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes"), max, "max"),
+    )
+    for keys, reduce, word in reductions:
+        for key in keys:
+            figs = [r["figures"].get(key) for r in records]
+            if all(f and f.get("value") is not None for f in figs):
+                out["figures"][key] = {
+                    **figs[0],
+                    "value": reduce(f["value"] for f in figs),  # type: ignore[index]
+                    "method": f"{word} over {n} ranks of: {figs[0]['method']}",  # type: ignore[index]
+                }
     return out
