@@ -1,9 +1,17 @@
-"""Durable file operations shared by checkpoints and shard writing."""
+"""Durable file operations: every file ampkit writes goes through :func:`write_atomic` or
+:func:`save_atomic`-style temp-then-rename, so a full disk or a kill never leaves a torn file."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+#: Temporary files are named ``.<target name>.<random>.tmp`` in the target's folder.
+TMP_SUFFIX = ".tmp"
 
 
 def fsync_dir(directory: Path) -> None:
@@ -16,3 +24,51 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes]]:
+    """A handle on a temporary file beside ``path``; on a clean exit it is fsynced and renamed over
+    ``path`` (then the folder is fsynced). On any error the temporary file is removed and ``path``
+    keeps its old content. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8 text)."""
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+    try:
+        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically: the old content survives any failure."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_open(path, "wb") as handle:
+        handle.write(payload)
+
+
+def write_with(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> None:
+    """Atomically write ``path`` with ``writer(handle)`` (e.g. ``torch.save`` into a binary handle)."""
+    with atomic_open(path, "wb") as handle:
+        writer(handle)
+
+
+def remove_stale_temps(directory: str | os.PathLike[str], name: str) -> list[Path]:
+    """Delete ``.<name>.*.tmp`` files a killed writer left in ``directory``; returns what was removed."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for stale in folder.glob(f".{name}.*{TMP_SUFFIX}"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except OSError:
+            pass
+    return removed
