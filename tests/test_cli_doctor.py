@@ -128,4 +128,4 @@ def test_real_probe_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_negative_budget_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--budget", "-1"]) == 2
-    assert "--budget -1; valid: seconds >= 0" in capsys.readouterr().err
+    assert "--budget -1: must be a finite number >= 0 (seconds" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_cases import Case, run_case
 
 from ampkit.cli import main
 from ampkit.engine import TrainConfig, train
@@ -37,12 +38,18 @@ def ampkit(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
-    proc = ampkit("train", "--no-progress", *args, env={"USE_AMP": ""})
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_is_one_line_exit_2(
+    args: list[str],
+    needle: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In-process (the full table of bad input is test_hostile_train.py)."""
+    monkeypatch.delenv("USE_AMP", raising=False)
+    monkeypatch.delenv("AMP_DTYPE", raising=False)
+    case = Case("train", ["train", "--no-progress", "--out", "{tmp}/run", *args], needle=needle)
+    run_case(case, tmp_path, capsys, monkeypatch)
 
 
 def test_dash_underscore_and_legacy_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

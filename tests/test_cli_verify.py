@@ -55,4 +55,6 @@ def test_verify_bad_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_verify_cuda_without_gpu_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", "--device", "cuda"]) == 2
-    assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert "--device cuda: no CUDA device here (torch.cuda.is_available() is False); valid: cpu" in (
+        capsys.readouterr().err
+    )

@@ -28,10 +28,37 @@ def test_resolution(request_: PrecisionRequest, env: dict[str, str], mode: str) 
     assert resolve(request_, environ=env, bf16_in_hardware=True) == mode
 
 
-def test_amp_without_bf16_hardware_chooses_fp16_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+# (device type, bf16 in hardware, what --amp / USE_AMP=1 choose, the reason logged)
+AUTO = [
+    ("cpu", True, "bf16-mixed", "CPU: autocast's CPU dtype)"),
+    ("cpu", False, "bf16-mixed", "CPU: autocast's CPU dtype, bf16 emulated here (slow)"),  # never fp16 on a CPU
+    ("cuda", True, "bf16-mixed", "cuda: bf16 in hardware"),
+    ("cuda", False, "fp16-mixed", "cuda: no bf16 in hardware"),
+]
+
+
+@pytest.mark.parametrize(("device_type", "bf16", "mode", "reason"), AUTO)
+def test_amp_and_use_amp_choose_by_device(
+    device_type: str, bf16: bool, mode: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="ampkit"):
-        assert resolve(PrecisionRequest(amp=True), environ={}, bf16_in_hardware=False) == "fp16-mixed"
-    assert "--amp chose fp16-mixed (no bf16 in hardware)" in caplog.text
+        assert resolve(PrecisionRequest(amp=True), environ={}, device_type=device_type, bf16_in_hardware=bf16) == mode
+        assert from_env({"USE_AMP": "1"}, device_type=device_type, bf16_in_hardware=bf16) == mode
+    assert f"--amp chose {mode} ({reason}" in caplog.text
+    assert f"USE_AMP=1 chose {mode} ({reason}" in caplog.text
+    # an explicit dtype always wins over the device rule
+    assert resolve(PrecisionRequest(amp=True, amp_dtype="fp16"), environ={}, device_type=device_type) == "fp16-mixed"
+
+
+def test_amp_on_a_cpu_without_bf16_warns_at_the_users_line() -> None:
+    from conftest import CPU_PLAIN
+
+    from ampkit.precision import Precision, PrecisionWarning
+
+    with pytest.warns(PrecisionWarning, match="no bf16 in hardware.*emulated and will be slow") as seen:
+        prec = Precision.from_env({"USE_AMP": "1"}, "cpu", caps=CPU_PLAIN)
+    assert prec.name == "bf16-mixed" and not prec.spec.grad_scaler
+    assert [w.filename for w in seen] == [__file__]
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,12 @@ def test_bad_study_files_are_one_line_errors(tmp_path, text, match) -> None:  # 
 def test_use_amp_means_fp32_versus_the_amp_mode() -> None:
     assert precisions_from_env({}, bf16_in_hardware=True) is None
     assert precisions_from_env({"USE_AMP": "1"}, bf16_in_hardware=True) == ("fp32", "bf16-mixed")
-    assert precisions_from_env({"USE_AMP": "1"}, bf16_in_hardware=False) == ("fp32", "fp16-mixed")
+    gpu_without_bf16 = precisions_from_env({"USE_AMP": "1"}, bf16_in_hardware=False, device_type="cuda")
+    assert gpu_without_bf16 == ("fp32", "fp16-mixed")
+    assert precisions_from_env({"USE_AMP": "1"}, bf16_in_hardware=False, device_type="cpu") == (
+        "fp32",
+        "bf16-mixed",
+    )
     assert precisions_from_env({"USE_AMP": "1", "AMP_DTYPE": "fp16"}, bf16_in_hardware=True) == (
         "fp32",
         "fp16-mixed",

@@ -106,22 +106,27 @@ def test_energy_reads_unavailable_in_table_json_csv_and_md(study_dir, tmp_path) 
         assert all(a["summary"]["energy_j"]["value"] is None for a in real["arms"])
 
 
-def test_a_failing_arm_is_a_row_with_its_reason_not_a_crash(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_that_cannot_run_is_refused_before_any_arm(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "study"
     argv = ["compare", "--task", "ampkit.tasks.digits:no_such_factory", "--precisions", "fp32", "--steps", "3",
-            "--warmup-steps", "1", "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
-    assert main(argv) == 0
-    study = json.loads((tmp_path / "results.json").read_text())
-    arm = study["arms"][0]
-    assert arm["status"] == "failed" and "no callable 'no_such_factory'" in arm["reason"]
-    assert "failed" in capsys.readouterr().out
+            "--warmup-steps", "1", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'no_such_factory'" in err
+    assert not out.exists()  # no study folder, no arms folder, no arm process
 
 
-def test_gpus_n_runs_each_arm_as_n_ranks_of_the_distributed_engine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gpus_n_runs_each_arm_as_n_ranks_of_the_distributed_engine(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     argv = ["compare", "--size", "small", "--batch-size", "16", "--precisions", "fp32", "--gpus", "2", "--steps", "4",
             "--warmup-steps", "1", "--out", str(tmp_path), "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
     study = json.loads((tmp_path / "results.json").read_text())
     run = study["arms"][0]["runs"][0]
+    said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fp32-seed0: ")]
+    pids = ", ".join(map(str, run["rank_pids"]))
+    assert said == [
+        f"fp32-seed0: 2 processes (ddp ranks over gloo on cpu, batch 16 split 8 per rank), pids {pids}"
+    ]
     assert run["status"] == "measured" and run["nproc"] == 2 and run["rank"] == 0
     assert len(set(run["rank_pids"])) == 2 and os.getpid() not in run["rank_pids"]
     assert run["figures"]["peak_rss_bytes"]["method"].startswith("max over 2 ranks")

@@ -75,6 +75,19 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"ampkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # an environment fault (full disk, I/O error, read-only mount): one line, exit 1
+        print(f"ampkit {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
+
+
+def describe_os_error(err: OSError) -> str:
+    """``<strerror>: <filename>`` (and ``-> <filename2>`` for a rename), or the message when there is none."""
+    text = err.strerror or str(err) or type(err).__name__
+    if err.filename is not None:
+        text += f": {err.filename}"
+    if err.filename2 is not None:
+        text += f" -> {err.filename2}"
+    return text
 
 
 if __name__ == "__main__":

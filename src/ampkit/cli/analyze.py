@@ -103,14 +103,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from ..engine import TrainConfig, default_device
-    from ..errors import UsageError
+    from ..engine import TrainConfig
+    from ..fsutil import write_atomic
     from ..numerics import analyze
-    from .train import checked_mode
+    from .checks import check_out_file
+    from .train import check_run_args, checked_mode
 
-    if args.steps < 1:
-        raise UsageError(f"--steps {args.steps}: must be >= 1")
-    device = args.device or default_device()
+    if args.out is not None:
+        check_out_file(args.out, "--out")
+    device = check_run_args(args)
     config = TrainConfig(
         task=args.task,
         precision=checked_mode(args, device),
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(report, indent=2)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_atomic(args.out, text + "\n")
     if args.json:
         print(text)
     else:

@@ -4,13 +4,17 @@ Same seed, data order and hyper-parameters in every arm; outputs a table, result
 results.csv, report.md and PNG plots in --out. ``--config study.toml`` runs named
 experiments (``--only NAME`` picks one). With ``USE_AMP=1`` (and ``AMP_DTYPE``) in the
 environment and no precisions named anywhere, the study compares fp32 with that AMP mode.
+Every value is checked before the first arm starts; exit 1 when an arm failed (its row shows
+the reason and the end of its stderr), 130 after Ctrl-C (the running arm is stopped).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +104,44 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Numbers given on the command line, each against its flag's rule (one line naming the flag)."""
+    from .checks import check_finite, check_positive
+
+    for name, allow_zero in (("steps", False), ("gpus", False), ("batch_size", False), ("threads", False),
+                             ("warmup_steps", True), ("eval_every", True)):  # fmt: skip
+        check_positive(
+            getattr(args, name), f"--{name.replace('_', '-')}", allow_zero=allow_zero, integer=True
+        )
+    check_positive(args.lr, "--lr")
+    if args.keep_fp32 is not None:
+        from ..errors import UsageError
+        from ..precision import ModuleFilter, PrecisionError
+
+        try:
+            ModuleFilter.parse(args.keep_fp32)
+        except PrecisionError as err:
+            raise UsageError(
+                f"--keep-fp32 {args.keep_fp32}: {err}; valid: type names or re:PATTERN"
+            ) from None
+    if args.target_metric is not None:
+        check_finite(args.target_metric, "--target-metric")
+
+
 def _cli_values(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..errors import UsageError
     from ..study.config import parse_precisions, parse_seeds
+    from .checks import check_device
 
+    _check_flags(args)
     fields = {k: getattr(args, k) for k in _EXPERIMENT_FLAGS if getattr(args, k) is not None}
     overrides = {k: getattr(args, k) for k in _OVERRIDE_FLAGS if getattr(args, k) is not None}
+    if args.device is not None:
+        overrides["device"] = check_device(args.device)
     if args.precisions is not None:
         fields["precisions"] = parse_precisions(args.precisions)
     if args.seeds is not None and args.seed is not None:
-        raise UsageError("--seed and --seeds both given; use --seeds 0,1,2")
+        raise UsageError("--seed and --seeds both given; valid: one of them, e.g. --seeds 0,1,2")
     if args.seeds is not None or args.seed is not None:
         fields["seeds"] = parse_seeds(args.seeds if args.seeds is not None else str(args.seed))
     return fields, overrides
@@ -124,7 +156,7 @@ def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     fields, overrides = _cli_values(args)
     caps = device_capabilities(overrides.get("device") or default_device())
-    env_precisions = precisions_from_env(bf16_in_hardware=caps.bf16_in_hardware)
+    env_precisions = precisions_from_env(bf16_in_hardware=caps.bf16_in_hardware, device_type=caps.device_type)
     if args.config is None:
         if args.only is not None:
             raise UsageError("--only needs --config study.toml")
@@ -143,19 +175,69 @@ def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def check_study(args: argparse.Namespace) -> dict[str, tuple[Any, Path]]:
+    """Every experiment with its output folder, each checked: nothing is written before all pass."""
+    from ..study.runner import require_runnable
+    from .checks import check_device, check_out_dir, check_task
+
+    experiments = experiments_from_args(args)
+    check_out_dir(args.out)
+    planned = {}
+    for name, exp in experiments.items():
+        where = "" if args.config is None else f"--config {args.config} [experiments.{name}] "
+        if "device" in exp.overrides:
+            exp.overrides["device"] = check_device(exp.overrides["device"], flag=f"{where}device".strip())
+        out = args.out / name if args.config is not None else args.out
+        check_out_dir(out)
+        if args.config is None or args.task is not None:  # a study file's task: refused naming the file
+            check_task(exp.task, exp.overrides.get("size", "default"))
+        require_runnable(exp)
+        planned[name] = (exp, out)
+    return planned
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the study (or each experiment of the study file) and write its outputs."""
+    """Check everything, then run the study (or each experiment of the study file) and write its outputs.
+
+    Exit 0 when every arm that should run was measured (skipped modes are not failures), 1 when
+    any arm failed (the outputs are written all the same), 130 after Ctrl-C or SIGTERM (the running
+    arm is stopped and what was measured is written).
+    """
     from rich.console import Console
 
     from ..study import run_study
-    from ..study.runner import require_runnable
 
-    experiments = experiments_from_args(args)
-    for exp in experiments.values():
-        require_runnable(exp)
+    planned = check_study(args)
     # A pipe or a log file gets a wide table instead of rich's 80-column fallback.
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    for name, exp in experiments.items():
-        out = args.out / name if args.config is not None else args.out
-        run_study(exp, out, console=console)
+    # SIGTERM (a scheduler's stop, `kill`) ends the study the way Ctrl-C does: arms stopped, results kept.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    failed: list[str] = []
+    total = 0
+    try:
+        for name, (exp, out) in planned.items():
+            study = run_study(exp, out, console=console, checked=True)
+            total += sum(1 for arm in study["arms"] if arm["status"] != "skipped")
+            failed += [f"{'' if args.config is None else name + '/'}{arm['mode']} ({arm.get('reason')})"
+                       for arm in study["arms"] if arm["status"] == "failed"]  # fmt: skip
+            if study.get("interrupted"):
+                print(f"ampkit compare: interrupted: stopped the running arm; wrote what was measured to {out}/",
+                      file=sys.stderr)  # fmt: skip
+                return 130
+    except OSError as err:  # a full disk or an I/O error while writing the outputs
+        print(f"ampkit compare: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if failed:
+        where = args.out if len(planned) == 1 else f"{args.out}/*"
+        print(f"ampkit compare: error: {len(failed)} of {total} arms failed: {'; '.join(failed)}; "
+              f"see {where}/report.md", file=sys.stderr)  # fmt: skip
+        return 1
     return 0

@@ -3,16 +3,23 @@
 Shards read with plain ``tarfile`` or ``webdataset``; per sample ``<key>.bin`` (raw little-endian
 2-byte values) and ``<key>.json`` (shape, dtypes, offset, slope, intercept, source, range, error).
 Reruns are byte-identical; a rerun after an interruption continues where it stopped.
-See docs/data.md.
+
+Exit codes: 0 converted; 2 a bad flag, input file or output folder, or a sample that cannot be
+stored as asked (NaN, overflow, tolerance): one line, and --out is left as it was found;
+1 an environment fault (full disk, I/O error): one line, complete shards are kept and the same
+command resumes. See docs/data.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import sys
 from typing import Any
 
 from ..errors import UsageError
+from .checks import check_out_dir, check_positive
 from .parser import add_flag
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -20,10 +27,14 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 def parse_size(text: str) -> int:
     """``"512M"``, ``"1G"``, ``"1.5GB"``, ``"4096"`` -> bytes."""
+    valid = "valid: a number of bytes > 0 with optional K/M/G/T, e.g. 512M"
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", text.lower())
     if not match:
-        raise UsageError(f"bad size {text!r}; valid: a number of bytes with optional K/M/G/T, e.g. 512M")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
+        raise UsageError(f"bad --shard-size {text!r}; {valid}")
+    size = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if size < 1:
+        raise UsageError(f"--shard-size {text}: less than one byte; {valid}")
+    return size
 
 
 def parse_offset(text: str | None) -> float | str | None:
@@ -31,9 +42,12 @@ def parse_offset(text: str | None) -> float | str | None:
     if text is None or text == "auto":
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise UsageError(f"bad --offset {text!r}; valid: a number or auto") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"bad --offset {text!r}; valid: a finite number or auto")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -123,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data.convert import ConvertOptions, convert
     from ..data.sources import discover
 
-    if args.workers < 1:
-        raise UsageError(f"--workers {args.workers}; valid: 1 or more")
+    check_positive(args.workers, "--workers", integer=True)
+    check_positive(args.samples_per_shard, "--samples-per-shard", integer=True)
+    check_positive(args.max_abs_error, "--max-abs-error", allow_zero=True)
+    check_positive(args.max_rel_error, "--max-rel-error", allow_zero=True)
     codec = CodecOptions(
         dtype=args.dtype,
         offset=parse_offset(args.offset),
@@ -140,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         samples_per_shard=args.samples_per_shard,
         workers=args.workers,
     )
+    check_out_dir(opts.out)
     sources = discover(args.sources, args.array_key)
     columns = (
         TextColumn("convert"),
@@ -159,6 +176,15 @@ def run(args: argparse.Namespace) -> int:
             bar.advance(task)
             bar.refresh()
 
-        result = convert(sources, opts, on_sample=advance)
+        try:
+            result = convert(sources, opts, on_sample=advance)
+        except OSError as err:  # an environment fault: the complete shards stay for the resume
+            where = err.filename or args.out
+            print(
+                f"ampkit convert: error: {err.strerror or err} ({where}); complete shards are kept: "
+                "fix this and rerun the same command to resume",
+                file=sys.stderr,
+            )
+            return 1
     print_summary(result, args.out, args.workers)
     return 0

@@ -102,14 +102,11 @@ def render(report: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Gather the report and print it (tables, or JSON only with ``--json``)."""
-    from ..engine import default_device
-    from ..errors import UsageError
     from ..hardware import doctor_report
-    from .verify import device_or_usage_error
+    from .checks import check_device, check_positive
 
-    if args.budget < 0:
-        raise UsageError(f"--budget {args.budget:g}; valid: seconds >= 0 (0 skips the measurement)")
-    device = device_or_usage_error(args.device or default_device())
+    check_positive(args.budget, "--budget", allow_zero=True, note="seconds; 0 skips the measurement")
+    device = check_device(args.device)
     if args.json:
         print(json.dumps(doctor_report(device, budget_s=args.budget), indent=2))
         return 0

@@ -22,22 +22,46 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def checkpoint_path(given: Path) -> Path:
+    """The ``last.pt`` that ``given`` (a file or a run folder) names; a one-line UsageError if none."""
+    from ..errors import UsageError
+
+    valid = "valid: a last.pt written by ampkit train, or its run folder"
+    path = given / "last.pt" if given.is_dir() else given
+    if path.is_file():
+        return path
+    if given.is_dir():
+        why = "the folder holds no last.pt" if not path.exists() else "last.pt is not a file"
+    elif given.exists():
+        why = "not a regular file"
+    else:
+        parent = next((p for p in given.parents if p.exists()), None)
+        blocked = parent is not None and not parent.is_dir()
+        why = f"{parent} is a file, not a folder" if blocked else "no such file or folder"
+    raise UsageError(f"no checkpoint at {path} ({why}); {valid}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Rebuild the task from the checkpoint's config, load the weights, evaluate, print JSON."""
-    from ..engine import TrainConfig, default_device, evaluate, load_checkpoint
+    from ..engine import TrainConfig, evaluate, load_checkpoint
+    from ..engine.checkpoint import load_weights
     from ..errors import UsageError
     from ..precision import Precision, PrecisionRequest, resolve
     from ..tasks import TaskSpec, build_task
+    from .checks import check_device
 
-    path = args.checkpoint / "last.pt" if args.checkpoint.is_dir() else args.checkpoint
-    if not path.is_file():
-        raise UsageError(f"no checkpoint at {path}; give a last.pt or a run folder holding one")
-    device = args.device or default_device()
+    path = checkpoint_path(args.checkpoint)
+    device = check_device(args.device)
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
     asked = PrecisionRequest(args.precision, args.mixed_precision, args.amp_dtype, args.amp)
     explicit = args.precision or args.mixed_precision or args.amp
-    mode = resolve(asked) if explicit else state["precision"]
+    mode = state["precision"]
+    if explicit:  # --amp depends on the device (bf16 on a CPU and on GPUs with bf16, else fp16)
+        from ..hardware import device_capabilities
+
+        caps = device_capabilities(device)
+        mode = resolve(asked, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware)
     if state["precision"] == "int8-qat" and mode != "int8-qat":
         raise UsageError(f"{path} holds a fused, fake-quantised int8-qat model; evaluate it as int8-qat")
     emulate = args.fp8_emulate or config.fp8_emulate
@@ -46,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     task = build_task(config.task, TaskSpec(config.seed, config.batch_size, precision.device, config.size))
     model = precision.prepare(task.model)
     # Weights are stored in the training precision; load_state_dict copies them into this precision's dtypes.
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)  # a mismatch is one line naming the file
     model = precision.convert(model)  # int8-qat: real int8 kernels (CPU); other modes: unchanged
     print(precision.describe(model))
     metrics = evaluate(model, task, precision)

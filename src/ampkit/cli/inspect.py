@@ -1,10 +1,18 @@
-"""``ampkit inspect DIR``: what a shard folder holds: counts, stored dtypes, storage ratios, errors."""
+"""``ampkit inspect DIR``: what a shard folder holds: counts, stored dtypes, storage ratios, errors.
+
+Totals are computed from the shard list and the sample JSONs (the numbers in manifest.json are
+not trusted). Without manifest.json the shards' index members stand in. Exit 2 with one line
+when DIR is no shard folder (missing, a file, empty, unrelated) or cannot be summarised (a
+malformed manifest, a missing or truncated shard, a sample JSON that does not fit its data):
+``ampkit verify-shards DIR`` says exactly what is damaged. Exit 1 on an I/O error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import sys
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -56,21 +64,20 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..data.format import MANIFEST_NAME, load_manifest, rebuild_manifest, sample_metas
-    from ..errors import UsageError
+    from ..data.folder import open_folder, read_for_summary
+    from ..data.summary import build_manifest
 
     directory = Path(args.directory)
-    if not directory.is_dir():
-        raise UsageError(f"{directory}: no such folder; pass a folder written by ampkit convert")
-    note = ""
     try:
-        manifest = load_manifest(directory)
-    except FileNotFoundError:
-        manifest = rebuild_manifest(directory, write=False)
-        note = f"(no {MANIFEST_NAME}: rebuilt from the shards' index members, not written)"
-    except ValueError as err:
-        raise UsageError(f"{directory}: {err}") from None
-    summary = summarize(manifest, sample_metas(directory, manifest))
+        manifest, metas, note = read_for_summary(open_folder(directory))
+    except OSError as err:
+        print(
+            f"ampkit inspect: error: cannot read {err.filename or directory}: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 1
+    manifest = build_manifest(manifest["shards"], metas)  # totals from the shards, not the manifest's word
+    summary = summarize(manifest, metas)
     if args.json:
         print(json.dumps(summary, indent=1, sort_keys=True))
         return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..numerics.args import add_nonfinite_args, nonfinite_fields, numerics_summary
+from ..numerics.args import add_nonfinite_args, check_nonfinite_args, nonfinite_fields, numerics_summary
 from ..precision.args import add_precision_args
 from .parser import add_flag
 
@@ -53,6 +53,13 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "out", type=Path, default=Path("runs/train"), help="run folder: metrics.json, last.pt")
     add_flag(parser, "checkpoint-every", type=int, default=0, help="write out/last.pt every N steps")
     add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
+    add_flag(
+        parser,
+        "resume-any",
+        action="store_true",
+        help="--resume with the checkpoint's own task, size, seed, batch size and accumulation "
+        "(--resume refuses flags that differ from them)",
+    )
     add_flag(parser, "eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
     add_flag(parser, "no-progress", action="store_true", help="no progress bar")
     add_flag(parser, "nproc", type=int, default=1, help="processes to train on (torchrun sets its own)")
@@ -60,6 +67,47 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "timeout", type=float, default=None, help="--nproc: seconds before the job is stopped")
     add_nonfinite_args(parser)
     parser.set_defaults(func=run)
+
+
+def check_run_args(args: argparse.Namespace) -> str:
+    """Check the flags of :func:`add_run_args` (and ``--lr``, ``--steps`` where present) before any work.
+
+    Returns the device to use. Numbers first, then the device, then the task (importing a user's
+    module runs its top level, so it comes last); nothing is created.
+    """
+    from .checks import check_device, check_int_range, check_positive, check_task
+
+    check_positive(args.batch_size, "--batch-size", integer=True)
+    check_int_range(args.seed, "--seed", 0, 2**63 - 1)
+    check_positive(args.threads, "--threads", integer=True, note="torch CPU threads")
+    check_positive(getattr(args, "steps", None), "--steps", integer=True)
+    check_positive(getattr(args, "lr", None), "--lr")
+    device = check_device(args.device)
+    check_task(args.task, args.size)
+    return device
+
+
+def check_train_args(args: argparse.Namespace) -> str:
+    """Every ``ampkit train`` flag, checked before training starts; returns the device."""
+    from ..engine.distributed import world_from_env
+    from .checks import check_out_dir, check_positive, check_task
+
+    check_positive(args.accumulate, "--accumulate", integer=True)
+    check_positive(args.nproc, "--nproc", integer=True)
+    check_positive(args.epochs, "--epochs")
+    check_positive(args.clip_grad_norm, "--clip-grad-norm")
+    check_positive(args.clip_grad_value, "--clip-grad-value")
+    check_positive(
+        args.checkpoint_every, "--checkpoint-every", allow_zero=True, integer=True, note="0: at the end only"
+    )
+    check_positive(args.eval_every, "--eval-every", allow_zero=True, integer=True, note="0: at the end")
+    check_positive(args.timeout, "--timeout", note="seconds")
+    check_nonfinite_args(args)
+    check_out_dir(args.out, "--out")
+    device = check_run_args(args)
+    if args.nproc > 1 and world_from_env()[1] == 1:  # build the task once here, not fail N ranks later
+        check_task(args.task, args.size, build=True)
+    return device
 
 
 def checked_mode(args: argparse.Namespace, device: str) -> str:
@@ -73,21 +121,17 @@ def checked_mode(args: argparse.Namespace, device: str) -> str:
     from ..precision.resolve import request_from_args, resolve
 
     caps = device_capabilities(device)
-    mode = resolve(request_from_args(args), bf16_in_hardware=caps.bf16_in_hardware)
+    request = request_from_args(args)
+    mode = resolve(request, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware)
     check_fit(MODES[mode], caps, fp8_emulate=bool(getattr(args, "fp8_emulate", False)))
     return mode
 
 
 def build_config(args: argparse.Namespace) -> Any:
     """TrainConfig from parsed ``train`` arguments (precision resolved through every spelling)."""
-    from ..engine import TrainConfig, default_device
-    from ..errors import UsageError
+    from ..engine import TrainConfig
 
-    device = args.device or default_device()
-    for name in ("steps", "accumulate", "batch_size", "nproc"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")
+    device = check_train_args(args)
     mode = checked_mode(args, device)
     return TrainConfig(
         task=args.task,
@@ -105,7 +149,8 @@ def build_config(args: argparse.Namespace) -> Any:
         size=args.size,
         out=args.out,
         checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
+        resume=args.resume or args.resume_any,
+        resume_any=args.resume_any,
         eval_every=args.eval_every,
         threads=args.threads,
         nproc=args.nproc,

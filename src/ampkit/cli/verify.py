@@ -40,19 +40,19 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def device_or_usage_error(name: str) -> str:
-    """``name`` if torch can use that device here; else :class:`~ampkit.errors.UsageError`."""
-    import torch
-
+def parse_modes(text: str | None) -> list[str] | None:
+    """``--modes`` as canonical modes (``None``: all); an empty list or unknown spelling is a UsageError."""
     from ..errors import UsageError
+    from ..precision import canonical_mode
 
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} but no CUDA GPU is visible; valid here: cpu")
-    return name
+    if text is None:
+        return None
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise UsageError(
+            f"--modes {text!r}: no mode given; valid: comma-separated modes, e.g. fp32,bf16-mixed"
+        )
+    return list(dict.fromkeys(canonical_mode(m) for m in names))
 
 
 def render(reports: list[Any]) -> None:
@@ -95,12 +95,11 @@ def render(reports: list[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the checks, print the table (or JSON); exit code 1 when any mode fails."""
-    from ..engine import default_device
-    from ..precision import canonical_mode
     from ..verify import verify_modes
+    from .checks import check_device
 
-    device = device_or_usage_error(args.device or default_device())
-    modes = None if args.modes is None else [canonical_mode(m) for m in args.modes.split(",") if m.strip()]
+    device = check_device(args.device)
+    modes = parse_modes(args.modes)
     reports = verify_modes(modes, device, fp8_emulate=args.fp8_emulate)
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2))

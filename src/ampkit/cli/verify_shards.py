@@ -1,7 +1,15 @@
 """``ampkit verify-shards DIR``: check the sha256 of every shard and decode every sample.
 
-Exit 0 when all is well; exit 1 with one line per problem naming the shard (and the sample key
-when the damage lies in a sample's bytes).
+Exit codes:
+  0  every listed shard is present, its sha256 matches and every sample decodes;
+  1  DIR is a shard folder and something in it is damaged: a missing, unlisted, truncated or
+     changed shard, a sample whose bytes, JSON or size are wrong, an unfinished shard of an
+     interrupted convert, or a manifest that is missing or malformed (each shard is then checked
+     against its own index). One line per problem on stderr, naming the shard (and the sample
+     key when the damage lies in a sample), then one summary line "N of M samples failed, ...";
+     an I/O error reading DIR is also exit 1, one line;
+  2  there is nothing to verify: DIR is missing, a file, empty, or holds neither a valid
+     manifest.json nor any shard-NNNNNN.tar (or the flags are wrong): one line.
 """
 
 from __future__ import annotations
@@ -10,11 +18,17 @@ import argparse
 import sys
 from typing import Any
 
+_MAX_LINES = 50
+"""Problems printed one per line; the rest are counted."""
+
 
 def register(subparsers: Any) -> None:
     """Add ``ampkit verify-shards``."""
     p = subparsers.add_parser(
-        "verify-shards", help="check shard hashes and decode every sample", description=__doc__
+        "verify-shards",
+        help="check shard hashes and decode every sample",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("directory", metavar="DIR", help="folder written by ampkit convert")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -23,32 +37,31 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify and report."""
-    from pathlib import Path
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ..data.format import load_manifest
+    from ..data.folder import open_folder
     from ..data.verify import verify_shards
-    from ..errors import UsageError
 
-    directory = Path(args.directory)
-    if not directory.is_dir():
-        raise UsageError(f"{directory}: no such folder; pass a folder written by ampkit convert")
     try:
-        total = len(load_manifest(directory)["shards"])
-    except (OSError, ValueError, KeyError):
-        total = None
-    columns = (TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"))
-    with Progress(*columns, console=Console(stderr=True), disable=args.quiet, transient=True) as bar:
-        task = bar.add_task("verify", total=total)
-        report = verify_shards(directory, on_shard=lambda _name: bar.advance(task))
-    for problem in report.problems:
-        print(f"ampkit verify-shards: BAD {problem}", file=sys.stderr)
-    if not report.ok:
-        print(f"{len(report.problems)} problems in {directory} ({report.samples} samples decoded fine)")
+        folder = open_folder(args.directory)  # refuses a path that is no shard folder: exit 2
+        total = len(folder.manifest["shards"]) if folder.manifest else len(folder.shard_files)
+        columns = (TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"))
+        with Progress(*columns, console=Console(stderr=True), disable=args.quiet, transient=True) as bar:
+            task = bar.add_task("verify", total=total)
+            report = verify_shards(folder, on_shard=lambda _name: bar.advance(task))
+    except OSError as err:
+        print(
+            f"ampkit verify-shards: error: cannot read {err.filename or args.directory}: {err.strerror or err}",
+            file=sys.stderr,
+        )
         return 1
-    print(
-        f"ok: {report.shards} shards, {report.samples} samples in {directory} match the manifest and decode"
-    )
-    return 0
+    for problem in report.problems[:_MAX_LINES]:
+        print(f"ampkit verify-shards: BAD {problem}", file=sys.stderr)
+    if len(report.problems) > _MAX_LINES:
+        print(
+            f"ampkit verify-shards: ... and {len(report.problems) - _MAX_LINES} more problems",
+            file=sys.stderr,
+        )
+    print(report.summary(args.directory))
+    return 0 if report.ok else 1

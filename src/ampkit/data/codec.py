@@ -8,6 +8,7 @@ need several float64 copies of itself in memory.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,20 @@ class CodecOptions:
             raise UsageError(f"unknown on_nonfinite {self.on_nonfinite!r}; valid: error, keep")
         if isinstance(self.offset, str) and self.offset != "auto":
             raise UsageError(f"bad offset {self.offset!r}; valid: a number or auto")
+        if self.offset is not None and not isinstance(self.offset, str):
+            if not math.isfinite(self.offset):
+                raise UsageError(f"offset {self.offset}: not finite; valid: a finite number or auto")
+            resolve_offset(
+                self.offset, (0.0, 0.0), False
+            )  # float32-exact, refused now rather than per sample
+        for name in ("max_abs_error", "max_rel_error"):
+            value = getattr(self, name)
+            try:
+                ok = math.isfinite(float(value)) and float(value) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise UsageError(f"{name} {value}: must be a finite number >= 0; valid: e.g. 1.0 or 0.004")
 
 
 @dataclass

@@ -4,14 +4,15 @@ The plan (which sample goes into which shard under which key) depends only on th
 the shard bounds, never on timing, so a rerun after an interruption finds the same shards:
 complete ones (final name) are checked against the plan and skipped, orphaned temporaries are
 removed, and the rest is written again. Workers encode samples in parallel; the parent writes
-them in order, so shards do not depend on the number of workers either.
+them in order, so shards do not depend on the number of workers either. What ``--out`` may hold
+and how a refused run is undone is :mod:`ampkit.data.resume`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,13 +24,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from .codec import CodecOptions, encode, value_range
-from .format import TMP_RE, dumps, read_index, read_member, rebuild_manifest, sample_key, shard_name
+from . import resume
+from .codec import CodecOptions, SampleError, encode, value_range
+from .format import dumps, rebuild_manifest, sample_key
+from .resume import SETTINGS_NAME
 from .shardwriter import ShardWriter
 from .sources import Source, load
 
-SETTINGS_NAME = ".convert.json"
-"""Hidden file in the output folder holding the settings a resumed run must match."""
+__all__ = ["DELAY_ENV", "SETTINGS_NAME", "ConvertOptions", "ConvertResult", "convert", "plan_shards"]
+
 DELAY_ENV = "AMPKIT_CONVERT_SAMPLE_DELAY"
 """Testing hook: seconds to sleep after writing each sample (lets a test kill a run mid-way)."""
 _HEADER_ESTIMATE = 3 * 512 + 2048
@@ -50,6 +53,12 @@ class ConvertOptions:
     """Upper bound of samples per shard."""
     workers: int = 1
     """Processes encoding samples (1: in this process)."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("shard_size", 1), ("samples_per_shard", 1), ("workers", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UsageError(f"{name} {value!r}: must be a whole number >= {low}")
 
 
 @dataclass
@@ -92,7 +101,10 @@ def plan_shards(sources: list[Source], shard_size: int, samples_per_shard: int) 
 def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str, bytes, bytes]:
     """``(key, bin bytes, json bytes)`` of one sample (runs in a worker process)."""
     key = sample_key(index)
-    array, slope, intercept, meta = load(source)
+    try:
+        array, slope, intercept, meta = load(source)
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # changed or damaged since discover()
+        raise SampleError(f"sample {key} ({source.path}): cannot be read ({err})") from None
     enc = encode(array, codec, f"{key} ({source.path})")
     rng = value_range(array)
     info = {
@@ -114,58 +126,6 @@ def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str,
     return key, enc.data.astype(enc.data.dtype.newbyteorder("<"), copy=False).tobytes(), dumps(info)
 
 
-def _check_settings(out: Path, opts: ConvertOptions) -> None:
-    """Record the settings that shape the shards in ``DIR/.convert.json``; refuse a rerun with others.
-
-    Without this, resuming with another ``--dtype`` (say) would keep shards made the old way
-    next to new ones. The worker count is left out: it does not change a byte.
-    """
-    codec: dict[str, Any] = asdict(opts.codec)
-    settings: dict[str, Any] = {
-        "codec": codec,
-        "shard_size": opts.shard_size,
-        "samples_per_shard": opts.samples_per_shard,
-    }
-    path = out / SETTINGS_NAME
-    if path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        if before != json.loads(dumps(settings)):
-            changed = sorted(
-                k for k in {**before["codec"], **codec} if before["codec"].get(k) != codec.get(k)
-            )
-            changed += [k for k in ("shard_size", "samples_per_shard") if before.get(k) != settings[k]]
-            raise UsageError(
-                f"{out} was written with other settings ({', '.join(changed)}); rerun with the "
-                "same options to resume, or use an empty --out"
-            )
-        return
-    tmp = out / f"{SETTINGS_NAME}.tmp"
-    tmp.write_bytes(dumps(settings))
-    os.replace(tmp, path)
-
-
-def _check_existing(out: Path, plan: list[list[int]], sources: list[Source]) -> set[int]:
-    """Shard numbers already complete; raises when ``out`` holds shards of another conversion."""
-    done: set[int] = set()
-    for number, members in enumerate(plan):
-        path = out / shard_name(number)
-        if not path.exists():
-            continue
-        try:
-            index = read_index(path)
-            with open(path, "rb") as fh:
-                first = json.loads(read_member(fh, index["samples"][0]["json"])) if members else {}
-        except (OSError, ValueError, KeyError, IndexError) as err:
-            raise UsageError(
-                f"{path}: unreadable shard from an earlier run ({err}); remove it or use a new --out"
-            ) from err
-        keys = [e["key"] for e in index["samples"]]
-        if keys != [sample_key(i) for i in members] or first.get("source") != sources[members[0]].path:
-            raise UsageError(f"{out} holds {path.name} from a different conversion; use an empty --out")
-        done.add(number)
-    return done
-
-
 def _encoded(
     jobs: list[int], sources: list[Source], codec: CodecOptions, workers: int
 ) -> Iterator[tuple[str, bytes, bytes]]:
@@ -178,6 +138,7 @@ def _encoded(
     # per worker). Forking is safe here because the parent runs no threads meanwhile (the CLI's
     # progress bar refreshes on each sample, without its own thread) and workers only use numpy.
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    workers = min(workers, len(jobs))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
         pending: deque[Future[tuple[str, bytes, bytes]]] = deque()
         todo = iter(jobs)
@@ -193,31 +154,21 @@ def _encoded(
             yield result
 
 
-def convert(
-    sources: list[Source], opts: ConvertOptions, on_sample: Callable[[int], None] | None = None
-) -> ConvertResult:
-    """Convert ``sources`` into ``opts.out``; ``on_sample(float32_bytes)`` follows each sample (0 if kept)."""
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    orphans = [p for p in out.iterdir() if TMP_RE.match(p.name)]
-    for p in orphans:
-        p.unlink()
-    plan = plan_shards(sources, opts.shard_size, opts.samples_per_shard)
-    _check_settings(out, opts)
-    done = _check_existing(out, plan, sources)
-    jobs = [i for n, members in enumerate(plan) if n not in done for i in members]
-    if on_sample is not None:  # samples kept from an earlier run count as done, with 0 bytes converted
-        for n in sorted(done):
-            for _ in plan[n]:
-                on_sample(0)
+def _write(
+    sources: list[Source],
+    opts: ConvertOptions,
+    plan: list[list[int]],
+    state: resume.OutState,
+    on_sample: Callable[[int], None] | None,
+) -> None:
+    """Encode and write every shard of ``plan`` not in ``state.done``; completed ones go to ``state.written``."""
+    jobs = [i for n, members in enumerate(plan) if n not in state.done for i in members]
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
-    start = time.perf_counter()
     stream = _encoded(jobs, sources, opts.codec, opts.workers)
-    written = 0
     for number, members in enumerate(plan):
-        if number in done:
+        if number in state.done:
             continue
-        writer = ShardWriter(out, number)
+        writer = ShardWriter(state.out, number)
         try:
             for i in members:
                 key, bin_bytes, json_bytes = next(stream)
@@ -226,14 +177,51 @@ def convert(
                     on_sample(sources[i].numel * 4)
                 if delay:
                     time.sleep(delay)
+            state.written.append(writer.close())
         except BaseException:
             writer.abort()
             raise
-        writer.close()
-        written += 1
+
+
+def convert(
+    sources: list[Source], opts: ConvertOptions, on_sample: Callable[[int], None] | None = None
+) -> ConvertResult:
+    """Convert ``sources`` into ``opts.out``; ``on_sample(float32_bytes)`` follows each sample (0 if kept).
+
+    Everything that can be refused from the inputs, options and ``out`` is checked before the
+    first write. A sample refused during the run (NaN, overflow, tolerance: a
+    :class:`~ampkit.data.codec.SampleError`) leaves ``out`` as it was found. Any other failure (a
+    full disk, an interrupt) keeps the complete shards, so the same command resumes; the
+    unfinished shard is removed.
+    """
+    plan = plan_shards(sources, opts.shard_size, opts.samples_per_shard)
+    settings = {
+        "codec": asdict(opts.codec),
+        "shard_size": opts.shard_size,
+        "samples_per_shard": opts.samples_per_shard,
+    }
+    state = resume.inspect_out(Path(opts.out), plan, sources, settings)
+    if on_sample is not None:  # samples kept from an earlier run count as done, with 0 bytes converted
+        for n in sorted(state.done):
+            for _ in plan[n]:
+                on_sample(0)
+    start = time.perf_counter()
+    try:
+        orphans = resume.begin(state)
+        _write(sources, opts, plan, state, on_sample)
+    except UsageError:
+        resume.undo(state)
+        raise
     seconds = time.perf_counter() - start
-    manifest = rebuild_manifest(out)
+    manifest = rebuild_manifest(state.out)
+    jobs = [i for n, members in enumerate(plan) if n not in state.done for i in members]
     read = sum(sources[i].numel * np.dtype(sources[i].dtype).itemsize for i in jobs)
     return ConvertResult(
-        manifest, written, len(done), len(orphans), read, sum(sources[i].numel * 4 for i in jobs), seconds
+        manifest,
+        len(state.written),
+        len(state.done),
+        orphans,
+        read,
+        sum(sources[i].numel * 4 for i in jobs),
+        seconds,
     )

@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 import tarfile
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+
+from ..fsutil import write_atomic
+from . import schema
+from .schema import SHARD_RE
 
 FORMAT = "ampkit-shards/1"
 """Value of ``manifest.json["format"]``."""
@@ -36,8 +42,6 @@ INDEX_MEMBER = "__index__"
 skipped (the regex needs the name to end right after the closing ``__``)."""
 KEY_DIGITS = 9
 """Sample keys are the global sample index, zero-padded to this many digits (no dots)."""
-SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
-"""Matches final shard file names and captures the shard number."""
 TMP_RE = re.compile(r"^\.shard-(\d{6})\.tar\.tmp$")
 """Matches temporary (incomplete) shard file names."""
 TAR_FORMAT: Final = tarfile.USTAR_FORMAT
@@ -84,13 +88,12 @@ def stored_array(bin_bytes: bytes | memoryview, meta: dict[str, Any]) -> np.ndar
     if dtype is None:
         raise ValueError(f"unknown stored dtype {meta['dtype']!r}; valid: {', '.join(STORED_DTYPES)}")
     shape = tuple(int(n) for n in meta["shape"])
-    arr = np.frombuffer(bin_bytes, dtype=dtype)
-    if arr.size != int(np.prod(shape, dtype=np.int64)):
+    if len(bin_bytes) != schema.nbytes(list(shape), dtype.itemsize):
         raise ValueError(
-            f"sample {meta.get('key')}: {arr.size} values stored, shape {list(shape)} needs "
-            f"{int(np.prod(shape))}"
+            f"sample {meta.get('key')}: {len(bin_bytes) // dtype.itemsize} values stored, shape "
+            f"{list(shape)} needs {math.prod(shape)}"
         )
-    return arr.reshape(shape)
+    return np.frombuffer(bin_bytes, dtype=dtype).reshape(shape)
 
 
 def widen(stored: np.ndarray, dtype: str, offset: float) -> np.ndarray:
@@ -123,27 +126,55 @@ def decode_tensor(bin_bytes: bytes | bytearray | memoryview, meta: dict[str, Any
     if len(buf) == 0:
         return torch.empty(shape, dtype=torch_dtypes[meta["dtype"]]), float(meta.get("offset", 0.0))
     t = torch.frombuffer(buf, dtype=torch_dtypes[meta["dtype"]])
-    if t.numel() != int(np.prod(shape, dtype=np.int64)):
+    if t.numel() != math.prod(shape):
         raise ValueError(f"sample {meta.get('key')}: {t.numel()} values stored, shape {shape}")
     # torch.frombuffer reads native byte order; every supported machine is little endian
     return t.reshape(shape), float(meta.get("offset", 0.0))
 
 
 def read_index(shard: Path) -> dict[str, Any]:
-    """The index member of one shard (found by name; tarfile seeks over member data)."""
-    with tarfile.open(shard, mode="r:") as tf:
-        member = tf.getmember(INDEX_MEMBER)
-        f = tf.extractfile(member)
-        assert f is not None
-        return dict(json.loads(f.read()))
+    """The index member of one shard (found by name; tarfile seeks over member data), checked.
+
+    Raises ``OSError`` when the file cannot be read and ``ValueError`` for anything else: not a
+    tar, truncated, no index member, or an index whose entries are malformed or point past the end.
+    """
+    size = Path(shard).stat().st_size
+    try:
+        with tarfile.open(shard, mode="r:") as tf:
+            member = tf.getmember(INDEX_MEMBER)
+            if not member.isfile() or member.offset_data + member.size > size:
+                raise ValueError(f"{INDEX_MEMBER} member ends past the end of the file ({size} bytes)")
+            f = tf.extractfile(member)
+            assert f is not None
+            data = f.read()
+    except KeyError:
+        raise ValueError(f"no {INDEX_MEMBER} member (not a shard written by ampkit convert)") from None
+    except tarfile.TarError as err:
+        raise ValueError(f"not a readable tar ({err})") from None
+    index = schema.index(schema.parse_json(data, INDEX_MEMBER), INDEX_MEMBER)
+    schema.spans_within(index["samples"], size, Path(shard).name)
+    return dict(index)
 
 
 def read_member(fh: Any, span: list[int] | tuple[int, int]) -> bytes:
-    """Bytes of one member's data from an open shard file, given its ``[offset, size]``."""
-    fh.seek(int(span[0]))
-    data = fh.read(int(span[1]))
-    if len(data) != int(span[1]):
-        raise ValueError(f"short read at byte {span[0]}: {len(data)} of {span[1]} bytes")
+    """Bytes of one member's data from an open shard file, given its ``[offset, size]``.
+
+    The span is checked against the file's size before reading, so a damaged or hostile index
+    cannot make this allocate more than the file holds (``ValueError`` instead).
+    """
+    offset, length = schema.span(span, "span")
+    try:
+        size: int | None = os.fstat(fh.fileno()).st_size
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. BytesIO): bounded by its content
+        size = None
+    if size is not None and offset + length > size:
+        raise ValueError(
+            f"span [{offset}, {length}] ends past the end of the file ({size} bytes; truncated?)"
+        )
+    fh.seek(offset)
+    data = fh.read(length)
+    if len(data) != length:
+        raise ValueError(f"short read at byte {offset}: {len(data)} of {length} bytes")
     return bytes(data)
 
 
@@ -151,16 +182,35 @@ def read_sample(shard: Path, entry: dict[str, Any]) -> tuple[bytes, dict[str, An
     """``(bin_bytes, meta)`` of one index entry, by seek + read (no tar scan)."""
     with open(shard, "rb") as fh:
         bin_bytes = read_member(fh, entry["bin"])
-        meta = json.loads(read_member(fh, entry["json"]))
+        meta = schema.parse_json(read_member(fh, entry["json"]), f"sample {entry['key']}")
     return bin_bytes, meta
 
 
 def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every sample's JSON, in manifest order (seek + read per sample, no data read)."""
+    """Every sample's JSON, in manifest order (seek + read per sample, no data read), checked.
+
+    Each JSON must hold the fields a summary reads (``schema.sample_meta(full=True)``) and a
+    shape whose size equals the sample's ``.bin`` span; ``ValueError`` names the shard and key.
+    """
     metas: list[dict[str, Any]] = []
     for shard in manifest["shards"]:
         with open(Path(directory) / shard["name"], "rb") as fh:
-            metas.extend(json.loads(read_member(fh, e["json"])) for e in shard["samples"])
+            for e in shard["samples"]:
+                where = f"{shard['name']} sample {e['key']}"
+                try:
+                    data = read_member(fh, e["json"])
+                except ValueError as err:
+                    raise ValueError(f"{where}: {err}") from None
+                meta = schema.sample_meta(schema.parse_json(data, where), where, True)
+                dtype = STORED_DTYPES.get(meta["dtype"])
+                if dtype is None:
+                    raise ValueError(f"{where}: unknown stored dtype {meta['dtype']!r}")
+                if schema.nbytes(meta["shape"], dtype.itemsize) != int(e["bin"][1]):
+                    raise ValueError(
+                        f"{where}: shape {meta['shape']} of {meta['dtype']} needs "
+                        f"{schema.nbytes(meta['shape'], dtype.itemsize)} bytes, the shard holds {e['bin'][1]}"
+                    )
+                metas.append(meta)
     return metas
 
 
@@ -175,15 +225,24 @@ def file_sha256(path: Path) -> str:
 
 def shard_paths(directory: Path) -> list[Path]:
     """Complete shards in ``directory``, in shard order."""
-    return sorted(p for p in Path(directory).iterdir() if SHARD_RE.match(p.name))
+    return sorted(p for p in Path(directory).iterdir() if SHARD_RE.match(p.name) and p.is_file())
 
 
 def load_manifest(directory: str | Path) -> dict[str, Any]:
-    """``DIR/manifest.json`` as a dict (raises ``FileNotFoundError`` / ``ValueError`` when missing/foreign)."""
-    manifest = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{directory}: manifest format {manifest.get('format')!r}, expected {FORMAT!r}")
-    return dict(manifest)
+    """``DIR/manifest.json`` as a dict, its structure checked (``schema.manifest``).
+
+    Raises ``FileNotFoundError`` when missing and ``ValueError`` when it is not JSON, of another
+    format, or malformed (the message, ``manifest.json: ...``, names the field).
+    """
+    data = (Path(directory) / MANIFEST_NAME).read_bytes()
+    manifest = schema.parse_json(data, MANIFEST_NAME)
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != FORMAT:
+        raise ValueError(f"{MANIFEST_NAME}: format {found!r}, expected {FORMAT!r}")
+    try:
+        return dict(schema.manifest(manifest))
+    except ValueError as err:
+        raise ValueError(f"{MANIFEST_NAME}: {err}") from None
 
 
 def rebuild_manifest(directory: str | Path, write: bool = True) -> dict[str, Any]:
@@ -194,9 +253,10 @@ def rebuild_manifest(directory: str | Path, write: bool = True) -> dict[str, Any
     shards: list[dict[str, Any]] = []
     metas: list[dict[str, Any]] = []
     for path in shard_paths(directory):
-        index = read_index(path)
-        with open(path, "rb") as fh:
-            metas.extend(json.loads(read_member(fh, e["json"])) for e in index["samples"])
+        try:
+            index = read_index(path)
+        except ValueError as err:
+            raise ValueError(f"{path.name}: {err}") from None
         shards.append(
             {
                 "name": path.name,
@@ -206,6 +266,7 @@ def rebuild_manifest(directory: str | Path, write: bool = True) -> dict[str, Any
                 "samples": index["samples"],
             }
         )
+    metas = sample_metas(directory, {"shards": shards})
     manifest = build_manifest(shards, metas)
     if write:
         write_manifest(directory, manifest)
@@ -213,12 +274,5 @@ def rebuild_manifest(directory: str | Path, write: bool = True) -> dict[str, Any
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest.json`` atomically (temporary name, fsync, rename)."""
-    import os
-
-    tmp = Path(directory) / f".{MANIFEST_NAME}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8") + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, Path(directory) / MANIFEST_NAME)
+    """Write ``manifest.json`` atomically (``fsutil.write_atomic``: temporary file, fsync, rename)."""
+    write_atomic(Path(directory) / MANIFEST_NAME, json.dumps(manifest, sort_keys=True, indent=1) + "\n")

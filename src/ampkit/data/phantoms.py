@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..fsutil import write_atomic
+
 HU_RANGE = (-1024.0, 3071.0)
 """Values a 12-bit CT scanner stores (after rescaling to HU)."""
 TISSUE_HU = {"air": -1000.0, "fat": -100.0, "water": 0.0, "soft_tissue": 40.0, "bone": 1000.0}
@@ -109,8 +111,6 @@ def write_phantom_dataset(
         data = vol.astype(np.int16) if integer else vol
         np.savez(path, volume=data, slope=np.float32(meta["slope"]), intercept=np.float32(meta["intercept"]))
         sidecar = {k: v for k, v in meta.items() if k not in ("slope", "intercept")}
-        path.with_suffix(".json").write_text(
-            json.dumps(sidecar, sort_keys=True, indent=1) + "\n", encoding="utf-8"
-        )
+        write_atomic(path.with_suffix(".json"), json.dumps(sidecar, sort_keys=True, indent=1) + "\n")
         paths.append(path)
     return paths

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from . import schema
 from .format import STORED_DTYPES, decode_tensor, load_manifest, read_member
 from .preprocess import PreprocessConfig, apply_chain
 
@@ -113,16 +114,13 @@ def check_sample(bin_bytes: bytes, json_bytes: bytes, entry: dict[str, Any]) -> 
     digest = entry.get("sha256")
     if digest is not None and hashlib.sha256(bin_bytes + json_bytes).hexdigest() != digest:
         raise ValueError("sample sha256 mismatch (bytes changed since conversion)")
-    try:
-        meta = json.loads(json_bytes)
-    except ValueError:
-        raise ValueError("metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("key") != entry["key"]:
-        raise ValueError(f"metadata key {meta.get('key') if isinstance(meta, dict) else None!r} != index key")
-    dtype = STORED_DTYPES.get(meta.get("dtype", ""))
+    meta = schema.sample_meta(schema.parse_json(json_bytes, "metadata"), "metadata")
+    if meta["key"] != entry["key"]:
+        raise ValueError(f"metadata key {meta['key']!r} != index key")
+    dtype = STORED_DTYPES.get(meta["dtype"])
     if dtype is None:
         raise ValueError(f"unknown stored dtype {meta.get('dtype')!r}")
-    expect = int(np.prod([int(n) for n in meta["shape"]], dtype=np.int64)) * dtype.itemsize
+    expect = schema.nbytes(meta["shape"], dtype.itemsize)
     if len(bin_bytes) != expect:
         raise ValueError(f"{len(bin_bytes)} data bytes, shape {meta['shape']} needs {expect}")
     return dict(meta)

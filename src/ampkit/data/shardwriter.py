@@ -71,6 +71,9 @@ class ShardWriter:
         return final
 
     def abort(self) -> None:
-        """Drop the unfinished shard."""
-        self._fh.close()
+        """Drop the unfinished shard (also after a failed write or close: a full disk leaves no temporary)."""
+        try:
+            self._fh.close()  # flushing what is buffered may fail again (ENOSPC): the file goes anyway
+        except OSError:
+            pass
         self.tmp.unlink(missing_ok=True)

@@ -4,11 +4,16 @@ Per-sample metadata comes from 0-d arrays inside an ``.npz`` (``slope``, ``inter
 else) and from a JSON sidecar next to the file (``vol.npz`` -> ``vol.json``); the sidecar wins.
 ``slope``/``intercept`` (also DICOM's ``RescaleSlope``/``RescaleIntercept``) become top-level
 fields of the sample JSON, the rest goes to its ``meta``.
+
+:func:`discover` checks every input before anything is converted, from headers alone (no array
+data is read): a numeric dtype, at least one dimension and one value, a file as long as its
+header promises, metadata members JSON can hold, and a sidecar that is a JSON object with
+numeric scale fields. A file that fails is a :class:`UsageError` naming it and what is valid.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from . import schema
 
 SUFFIXES = (".npz", ".npy")
 """Input file types."""
@@ -26,6 +32,11 @@ _SCALE_KEYS = {
     "intercept": "intercept",
     "rescaleintercept": "intercept",
 }
+_ARRAY_KINDS = "iuf"
+"""dtype kinds that can be stored: signed and unsigned integers, real floats."""
+_META_KINDS = "biufU"
+"""dtype kinds a 0-d metadata member may have (JSON holds booleans, numbers and strings)."""
+_VALID_ARRAY = "valid: a real integer or float array with at least one dimension and one value"
 
 
 @dataclass(frozen=True)
@@ -40,56 +51,116 @@ class Source:
     """Shape of the array (read from its header, without loading the data)."""
     dtype: str
     """Source dtype name (``float32``, ``int16``, ...)."""
+    meta_keys: tuple[str, ...] = ()
+    """The ``.npz``'s 0-d members, read as metadata (the other arrays are never read)."""
 
     @property
     def numel(self) -> int:
         """Number of values."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
-def _header(fp: Any) -> tuple[tuple[int, ...], np.dtype]:
+def _header(fp: Any) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data bytes the header promises)`` of a ``.npy`` stream, which is left at the data."""
     version = np.lib.format.read_magic(fp)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
     else:
         shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    return tuple(shape), dtype
+    if any(n < 0 for n in shape):
+        raise ValueError(f"negative dimension in shape {shape}")
+    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize
+
+
+def _check_array(label: str, shape: tuple[int, ...], dtype: np.dtype, hint: str = "") -> None:
+    if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
+        what = "object (pickled)" if dtype.hasobject else str(dtype)
+        raise UsageError(f"{label}: dtype {what} cannot be stored; {_VALID_ARRAY}{hint}")
+    if not shape:
+        raise UsageError(f"{label}: a 0-d array (a single value); {_VALID_ARRAY}{hint}")
+    if math.prod(shape) == 0:
+        raise UsageError(f"{label}: an empty array of shape {list(shape)}; {_VALID_ARRAY}{hint}")
+
+
+def _check_length(label: str, have: int, need: int) -> None:
+    if have < need:
+        raise UsageError(
+            f"{label}: truncated: the header promises {need} data bytes, the file holds {have}; "
+            "valid: a complete file written by numpy.save/savez"
+        )
+
+
+def _check_meta(label: str, name: str, dtype: np.dtype) -> None:
+    if dtype.hasobject or dtype.kind not in _META_KINDS:
+        what = "object (pickled)" if dtype.hasobject else str(dtype)
+        raise UsageError(
+            f"{label}: metadata member {name!r} has dtype {what}; valid: 0-d numbers, booleans or strings"
+        )
+    if name.lower() in _SCALE_KEYS and dtype.kind not in "iuf":
+        raise UsageError(f"{label}: {name} has dtype {dtype}; valid: a number")
 
 
 def _npz_source(path: Path, label: str, array_key: str | None) -> Source:
     with zipfile.ZipFile(path) as zf:
         headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-        for name in zf.namelist():  # zip order = the order np.savez wrote the arrays
-            if name.endswith(".npy"):
-                with zf.open(name) as fp:
-                    headers[name[: -len(".npy")]] = _header(fp)
+        for info in zf.infolist():  # zip order = the order np.savez wrote the arrays
+            if info.filename.endswith(".npy"):
+                name = info.filename[: -len(".npy")]
+                with zf.open(info) as fp:
+                    shape, dtype, need = _header(fp)
+                    _check_length(f"{label} member {name!r}", info.file_size - fp.tell(), need)
+                    if not shape and name.lower() in _SCALE_KEYS and dtype.kind in "iuf":
+                        value = np.frombuffer(fp.read(dtype.itemsize), dtype)[0]
+                        if not math.isfinite(float(value)):
+                            raise UsageError(f"{label}: {name} is {value}; valid: a finite number")
+                headers[name] = (shape, dtype)
     arrays = [k for k, (shape, _) in headers.items() if len(shape) >= 1]
     if array_key is None:
         if not arrays:
-            raise UsageError(f"{label}: no array with at least one dimension; members: {', '.join(headers)}")
+            members = ", ".join(headers) or "none"
+            raise UsageError(
+                f"{label}: no array with at least one dimension (members: {members}); {_VALID_ARRAY}"
+            )
         array_key = arrays[0]
     elif array_key not in headers:
         raise UsageError(f"{label} has no array {array_key!r}; arrays: {', '.join(arrays) or 'none'}")
+    meta_keys = tuple(k for k, (shape, _) in headers.items() if k != array_key and not shape)
+    for name in meta_keys:
+        _check_meta(label, name, headers[name][1])
     shape, dtype = headers[array_key]
-    return Source(label, array_key, shape, dtype.name)
+    numeric = [k for k, (s, d) in headers.items() if s and not d.hasobject and d.kind in _ARRAY_KINDS]
+    hint = f" (--array-key; numeric arrays here: {', '.join(numeric) or 'none'})"
+    _check_array(f"{label} array {array_key!r}", shape, dtype, hint)
+    return Source(label, array_key, shape, dtype.name, meta_keys)
 
 
 def _source(path: Path, array_key: str | None) -> Source:
     label = path.as_posix()
     try:
         if path.suffix == ".npz":
-            return _npz_source(path, label, array_key)
-        with open(path, "rb") as fp:
-            shape, dtype = _header(fp)
-        return Source(label, None, shape, dtype.name)
+            source = _npz_source(path, label, array_key)
+        else:
+            with open(path, "rb") as fp:
+                shape, dtype, need = _header(fp)
+                _check_length(label, path.stat().st_size - fp.tell(), need)
+            _check_array(label, shape, dtype)
+            source = Source(label, None, shape, dtype.name)
     except UsageError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise UsageError(f"{label}: not a readable {path.suffix} file ({err})") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
+        kind = "numpy.savez (a zip of .npy)" if path.suffix == ".npz" else "numpy.save"
+        raise UsageError(
+            f"{label}: not a readable {path.suffix} file ({err}); valid: files written by {kind}"
+        ) from None
+    read_sidecar(path)  # checked now, read again when the sample is converted
+    return source
 
 
 def discover(paths: list[str], array_key: str | None = None) -> list[Source]:
-    """Sources for ``paths`` (files, or folders searched recursively in sorted order), in the given order."""
+    """Sources for ``paths`` (files, or folders searched recursively in sorted order), in the given order.
+
+    Every source is checked from its header (and its sidecar read) here, before any conversion.
+    """
     if not paths:
         raise UsageError("no input given; pass .npz/.npy files or folders of them")
     sources: list[Source] = []
@@ -100,15 +171,44 @@ def discover(paths: list[str], array_key: str | None = None) -> list[Source]:
                 (p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()), key=Path.as_posix
             )
             if not found:
-                raise UsageError(f"{raw}: folder holds no .npz or .npy files")
+                raise UsageError(f"{raw}: folder holds no .npz or .npy files; valid: a folder of them")
             sources.extend(_source(p, array_key) for p in found)
         elif path.is_file() and path.suffix in SUFFIXES:
             sources.append(_source(path, array_key))
         elif path.exists():
-            raise UsageError(f"{raw}: not a .npz or .npy file or a folder")
+            raise UsageError(
+                f"{raw}: not a .npz or .npy file or a folder; valid: {', '.join(SUFFIXES)} files or folders"
+            )
         else:
             raise UsageError(f"{raw}: no such file or folder")
     return sources
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON sidecar of ``path`` (``vol.npz`` -> ``vol.json``) as a dict, ``{}`` when there is none.
+
+    It must be a JSON object whose ``slope``/``intercept`` (any spelling in ``_SCALE_KEYS``)
+    are finite numbers; anything else is a :class:`UsageError` naming the file.
+    """
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    valid = 'valid: a JSON object such as {"slope": 1.0, "intercept": -1024, "label": 2}'
+    try:
+        found = schema.parse_json(sidecar.read_bytes(), str(sidecar))
+    except OSError as err:
+        raise UsageError(f"{sidecar}: cannot read the sidecar ({err.strerror or err})") from None
+    except ValueError as err:
+        raise UsageError(f"{err}; {valid}") from None
+    if not isinstance(found, dict):
+        raise UsageError(f"{sidecar}: a JSON {type(found).__name__}, not an object; {valid}")
+    for name, value in found.items():
+        if name.lower() in _SCALE_KEYS:
+            try:
+                schema.number(value, name)
+            except ValueError as err:
+                raise UsageError(f"{sidecar}: {err}; valid: a JSON number such as 1.0") from None
+    return found
 
 
 def _plain(value: Any) -> Any:
@@ -129,20 +229,14 @@ def load(source: Source) -> tuple[np.ndarray, float, float, dict[str, Any]]:
     else:
         with np.load(path, allow_pickle=False) as npz:
             array = npz[source.array_key]
-            for name in npz.files:
-                if name != source.array_key and npz[name].ndim == 0:
-                    found[name] = _plain(npz[name][()])
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            found.update(json.loads(sidecar.read_text(encoding="utf-8")))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise UsageError(f"{sidecar}: not valid JSON ({err})") from err
+            for name in source.meta_keys:
+                found[name] = _plain(npz[name][()])
+    found.update(read_sidecar(path))
     scale = {"slope": 1.0, "intercept": 0.0}
     meta: dict[str, Any] = {}
     for name, value in found.items():
         if name.lower() in _SCALE_KEYS:
-            scale[_SCALE_KEYS[name.lower()]] = float(value)
+            scale[_SCALE_KEYS[name.lower()]] = schema.number(value, name)
         else:
             meta[name] = _plain(value)
     return array, scale["slope"], scale["intercept"], meta

@@ -1,24 +1,28 @@
 """``verify-shards``: every shard's sha256 and every sample's integrity and decodability.
 
-Checks run against the manifest: a shard that is missing, unlisted or whose sha256 differs is a
-problem; inside a shard each sample's bytes are compared with the sha256 its index entry records
-(so a flipped byte is pinned to a sample key when it lies in sample data), its JSON is parsed and
-its ``.bin`` decoded. The tar structure is read once with ``tarfile`` to catch damaged headers.
+Checks run against the manifest: a shard that is missing, unlisted, of another size or whose
+sha256 differs is a problem; inside a shard each sample's bytes are compared with the sha256 its
+index entry records (so a flipped byte is pinned to a sample key when it lies in sample data),
+its JSON is parsed and its ``.bin`` decoded. The tar structure is read once with ``tarfile`` to
+catch damaged headers. Without a usable manifest (missing, not JSON, malformed) that is itself a
+problem, and each shard is checked against its own ``__index__`` member instead.
+
+Nothing is read or allocated on the word of a file: every span is checked against the size of
+the file it points into first (:func:`ampkit.data.format.read_member`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .format import INDEX_MEMBER, decode_array, file_sha256, load_manifest, read_member, shard_paths
+from .folder import ShardFolder, open_folder
+from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
+from .schema import parse_json, sample_meta
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class Problem:
     """One thing wrong with a shard directory."""
 
     shard: str
-    """Shard file name."""
+    """Shard file name (or ``manifest.json``)."""
     key: str | None
     """Sample key, when the problem is pinned to one sample."""
     message: str
@@ -45,6 +49,8 @@ class VerifyReport:
     """Shards checked."""
     samples: int = 0
     """Samples decoded successfully."""
+    failed: int = 0
+    """Samples that failed (a missing shard's samples included, when the manifest lists them)."""
     problems: list[Problem] = field(default_factory=list)
     """Everything found wrong (empty: all good)."""
 
@@ -52,6 +58,16 @@ class VerifyReport:
     def ok(self) -> bool:
         """No problems."""
         return not self.problems
+
+    def summary(self, directory: str | Path) -> str:
+        """One line: ``2 of 10 samples failed; 3 problems in DIR (8 samples decoded fine)``, or the all-good line."""
+        if self.ok:
+            return f"ok: {self.shards} shards, {self.samples} samples in {directory} match the manifest and decode"
+        n = len(self.problems)
+        return (
+            f"{self.failed} of {self.samples + self.failed} samples failed; {n} problem{'s' if n > 1 else ''} "
+            f"in {directory} ({self.samples} samples decoded fine)"
+        )
 
 
 def _check_tar(path: Path, entries: list[dict[str, Any]]) -> str | None:
@@ -81,51 +97,84 @@ def _check_sample(fh: Any, entry: dict[str, Any]) -> str | None:
     if "sha256" in entry and hashlib.sha256(bin_bytes + json_bytes).hexdigest() != entry["sha256"]:
         return "sample bytes differ from the sha256 recorded in the manifest"
     try:
-        meta = json.loads(json_bytes)
-        if meta.get("key") != entry["key"]:
-            return f"JSON names key {meta.get('key')!r}"
-        values = decode_array(bin_bytes, meta)
+        meta = sample_meta(parse_json(json_bytes, "sample JSON"), "sample JSON")
+        if meta["key"] != entry["key"]:
+            return f"JSON names key {meta['key']!r}"
+        decode_array(bin_bytes, meta)  # checks the size against the shape before any reshape
     except (ValueError, KeyError, TypeError) as err:
         return f"not decodable ({err})"
-    if values.size != int(np.prod(meta["shape"], dtype=np.int64)):
-        return "decoded size differs from the JSON shape"
     return None
 
 
-def verify_shards(directory: str | Path, on_shard: Callable[[str], None] | None = None) -> VerifyReport:
-    """Check every shard of ``directory`` against its manifest; ``on_shard(name)`` after each shard."""
-    directory = Path(directory)
+def _check_shard(
+    path: Path, entries: list[dict[str, Any]], listed: dict[str, Any] | None, report: VerifyReport
+) -> None:
+    """Check one shard's samples, tar structure and (with a manifest entry ``listed``) size and sha256."""
+    name = path.name
+    if not path.is_file():
+        report.problems.append(Problem(name, None, "missing"))
+        report.failed += len(entries)
+        return
+    size = path.stat().st_size
+    if listed is not None and size != listed["bytes"]:
+        report.problems.append(Problem(name, None, f"{size} bytes, the manifest says {listed['bytes']}"))
+    bad_before = len(report.problems)
+    with open(path, "rb") as fh:
+        for entry in entries:
+            why = _check_sample(fh, entry)
+            if why:
+                report.problems.append(Problem(name, entry["key"], why))
+                report.failed += 1
+            else:
+                report.samples += 1
+    why = _check_tar(path, entries)
+    if why:
+        report.problems.append(Problem(name, None, why))
+    if listed is not None and file_sha256(path) != listed["sha256"]:
+        pinned = len(report.problems) > bad_before
+        detail = "" if pinned else " (all samples intact: damage in tar headers, padding or index)"
+        report.problems.append(Problem(name, None, f"sha256 differs from the manifest{detail}"))
+
+
+def verify_shards(
+    directory: str | Path | ShardFolder, on_shard: Callable[[str], None] | None = None
+) -> VerifyReport:
+    """Check every shard of ``directory`` against its manifest; ``on_shard(name)`` after each shard.
+
+    A :class:`~ampkit.errors.UsageError` when ``directory`` is no shard folder at all (see
+    :func:`ampkit.data.folder.open_folder`); everything wrong inside one is a :class:`Problem`.
+    """
+    folder = directory if isinstance(directory, ShardFolder) else open_folder(directory)
     report = VerifyReport()
-    try:
-        manifest = load_manifest(directory)
-    except (OSError, ValueError) as err:
-        report.problems.append(Problem("manifest.json", None, f"unreadable ({err})"))
+    for tmp in folder.unfinished:
+        report.problems.append(Problem(tmp.name, None, "unfinished shard of an interrupted convert"))
+    if folder.manifest is None:
+        report.problems.append(
+            Problem(
+                "manifest.json",
+                None,
+                f"{folder.manifest_problem}; each shard was checked against its own index "
+                "(rerunning the same ampkit convert command rebuilds the manifest)",
+            )
+        )
+        for path in folder.shard_files:
+            report.shards += 1
+            try:
+                entries = read_index(path)["samples"]
+            except (OSError, ValueError) as err:
+                report.problems.append(Problem(path.name, None, f"index unreadable ({err})"))
+            else:
+                _check_shard(path, entries, None, report)
+            if on_shard is not None:
+                on_shard(path.name)
         return report
-    listed = {s["name"] for s in manifest["shards"]}
-    for path in shard_paths(directory):
+    listed = {s["name"] for s in folder.manifest["shards"]}
+    for path in folder.shard_files:
         if path.name not in listed:
             report.problems.append(Problem(path.name, None, "shard not listed in the manifest"))
-    for shard in manifest["shards"]:
-        path = directory / shard["name"]
+    for shard in folder.manifest["shards"]:
         report.shards += 1
-        if not path.is_file():
-            report.problems.append(Problem(shard["name"], None, "missing"))
-            continue
-        bad_before = len(report.problems)
-        with open(path, "rb") as fh:
-            for entry in shard["samples"]:
-                why = _check_sample(fh, entry)
-                if why:
-                    report.problems.append(Problem(shard["name"], entry["key"], why))
-                else:
-                    report.samples += 1
-        why = _check_tar(path, shard["samples"])
-        if why:
-            report.problems.append(Problem(shard["name"], None, why))
-        if file_sha256(path) != shard["sha256"]:
-            pinned = len(report.problems) > bad_before
-            detail = "" if pinned else " (all samples intact: damage in tar headers, padding or index)"
-            report.problems.append(Problem(shard["name"], None, f"sha256 differs from the manifest{detail}"))
+        _check_shard(folder.directory / shard["name"], shard["samples"], shard, report)
         if on_shard is not None:
             on_shard(shard["name"])
     return report

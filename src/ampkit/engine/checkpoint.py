@@ -1,24 +1,66 @@
-"""Atomic checkpoints and RNG state: a kill at any moment never leaves a torn ``last.pt``."""
+"""Checkpoints: written atomically, read without running code.
+
+A checkpoint is tensors and plain data only (dicts, lists, tuples, str, int, float, bool, None):
+RNG states included (NumPy's as a tensor of its key words), so :func:`load_checkpoint` reads it
+with ``torch.load(weights_only=True)``. A file that would need any other global to unpickle is
+refused, as is a damaged or foreign file, with one line naming the file and what is wrong
+(:class:`~ampkit.errors.UsageError`). Checkpoints from ampkit versions that saved NumPy's state
+as an ``ndarray`` still load: the three NumPy globals an array needs are allowed for that load.
+"""
 
 from __future__ import annotations
 
-import os
+import errno
+import pickle
 import random
-import tempfile
+import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..fsutil import fsync_dir
+from ..errors import UsageError
+from ..fsutil import write_with
+from .config import TrainConfig
+from .runfolder import writing
+
+#: Keys (and their types) every checkpoint written by ``ampkit train`` holds.
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "model": dict,
+    "optimizer": dict,
+    "precision": str,
+    "task": str,
+    "step": int,
+    "rng": dict,
+    "config": dict,
+    "result": dict,
+}
+VALID = "valid: a last.pt written by ampkit train (or its run folder)"
+
+
+def _legacy_numpy_globals() -> list[Any]:
+    """What an ``ndarray`` of numbers needs to unpickle (older checkpoints' NumPy RNG state)."""
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy.(_)core.multiarray._reconstruct
+    names = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct")
+    dtype_types = [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)]
+    return [np.ndarray, np.dtype, *dtype_types, *((reconstruct, name) for name in names)]
 
 
 def capture_rng() -> dict[str, Any]:
-    """Python, NumPy, torch CPU and CUDA generator states."""
+    """Python, NumPy, torch CPU and CUDA generator states, as tensors and plain data."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -26,31 +68,125 @@ def capture_rng() -> dict[str, Any]:
     return state
 
 
+def _numpy_state(saved: Any) -> tuple[Any, ...]:
+    if isinstance(saved, dict):  # this version's plain form
+        keys = saved["keys"]
+        keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+        return (saved["name"], keys.astype(np.uint32), saved["pos"], saved["has_gauss"], saved["cached_gaussian"])
+    return tuple(saved)  # older checkpoints: np.random.get_state()'s tuple
+
+
 def restore_rng(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Inverse of :func:`capture_rng` (also reads the older NumPy tuple form)."""
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    np.random.set_state(_numpy_state(state["numpy"]))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``, fsync the folder."""
+    """``torch.save`` through :func:`ampkit.fsutil.write_with`: temp file, fsync, rename over ``path``.
+
+    A failed write (full disk) raises :class:`OSError` naming ``path``; the old file stays intact.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with writing(path):
+        write_with(path, lambda handle: torch.save(obj, handle))
+
+
+def _refused(path: Path, err: pickle.UnpicklingError) -> UsageError:
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        what = f"it references {found.group(1)}"
+    else:
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+        what = f"unreadable pickle data ({detail.group(1) if detail else 'not a torch file'})"
+    return UsageError(
+        f"{path}: not an ampkit checkpoint or it needs code to load (refused: weights_only); {what}, "
+        f"but only tensors and plain data are loaded; {VALID}"
+    )
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; any file that is not a readable torch file raises
+    :class:`UsageError` (one line). Real read faults (EIO) stay :class:`OSError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a checkpoint file; {VALID}")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; {VALID}") from None
+    if size == 0:
+        raise UsageError(f"{path}: empty file (0 bytes), not a checkpoint; {VALID}")
+    try:
+        with (
+            warnings.catch_warnings(),
+            torch.serialization.safe_globals(_legacy_numpy_globals()),
+        ):
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols of foreign files
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _refused(path, err) from None
+    except PermissionError:
+        raise UsageError(f"{path}: cannot read: permission denied") from None
+    except OSError as err:
+        if err.errno in (errno.EIO, errno.ENOMEM, errno.ENXIO):
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise UsageError(f"{path}: damaged or truncated checkpoint ({err.strerror or err}); {VALID}") from None
+    except EOFError:
+        raise UsageError(f"{path}: damaged or truncated checkpoint (the data ends early); {VALID}") from None
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
+        raise UsageError(f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); {VALID}") from None
+    except RuntimeError as err:
+        reason = str(err).split(". ")[0].splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UsageError(f"{path}: damaged or truncated checkpoint ({reason}); {VALID}") from None
+
+
+def _type_name(value: Any) -> str:
+    return "a Tensor" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+
+
+def check_checkpoint(state: Any, path: Path) -> dict[str, Any]:
+    """``state`` if it has the keys and types of an ampkit checkpoint, else :class:`UsageError`."""
+    expected = ", ".join(REQUIRED)
+    if not isinstance(state, dict):
+        raise UsageError(
+            f"{path}: not an ampkit checkpoint: it holds {_type_name(state)}, not a dict of {expected}; {VALID}"
+        )
+    missing = [key for key in REQUIRED if key not in state]
+    if missing:
+        raise UsageError(f"{path}: not an ampkit checkpoint: a dict without {', '.join(missing)}; {VALID}")
+    for key, kind in REQUIRED.items():
+        if not isinstance(state[key], kind) or isinstance(state[key], bool) and kind is int:
+            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise UsageError(f"{path}: not an ampkit checkpoint: {key!r} is {_type_name(state[key])}, not a {want}")
+
+    try:
+        TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{path}: damaged checkpoint: its config does not load ({err})") from None
+    return state
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ampkit (trusted: it holds RNG states, so ``weights_only=False``)."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Read an ampkit checkpoint safely (``weights_only=True``) and check its layout.
+
+    Raises :class:`UsageError` (one line naming ``path``) for a missing, empty, truncated,
+    garbage or foreign file, and for one that needs code to unpickle (nothing of it runs).
+    """
+    return check_checkpoint(read_checkpoint(Path(path), map_location), Path(path))
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path) -> None:
+    """``module.load_state_dict(weights)``; a mismatch is a :class:`UsageError` naming ``path``."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:2])[:200] if first else type(err).__name__
+        raise UsageError(f"{path}: its weights do not fit the model of its task ({detail})") from None
+

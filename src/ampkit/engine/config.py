@@ -52,7 +52,10 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Write ``out/last.pt`` every N optimizer steps (0: only at the end)."""
     resume: bool = False
-    """Continue from ``out/last.pt`` when it exists."""
+    """Continue from ``out/last.pt`` when it exists (refused when its task, size, seed, batch size,
+    accumulation or step count conflicts with this config)."""
+    resume_any: bool = False
+    """Resume (as ``resume``) with the checkpoint's own task, size, seed, batch size and accumulation."""
     eval_every: int = 0
     """Evaluate on the held-out set every N steps (0: only at the end)."""
     threads: int | None = None

@@ -29,8 +29,11 @@ from typing import Any
 
 from ..errors import UsageError
 from .config import TrainConfig
-from .distributed import check_devices, check_split
+from .distributed import BACKENDS, check_devices, check_split
 from .records import RunResult
+from .resume import held_for_launch
+
+log = logging.getLogger("ampkit")
 
 #: Seconds between checks on the workers (torchrun's default monitor interval).
 POLL_S = 0.1
@@ -114,6 +117,14 @@ def launch(
         stop_processes(procs, grace_s)
 
 
+def launch_line(config: TrainConfig) -> str:
+    """What is about to run: ``ampkit: launching 2 processes (strategy ddp, backend gloo)``."""
+    import torch
+
+    backend = BACKENDS.get(torch.device(config.device).type, "gloo")
+    return f"ampkit: launching {config.nproc} processes (strategy {config.strategy}, backend {backend})"
+
+
 def run_distributed(config: TrainConfig, *, timeout_s: float | None = None) -> RunResult:
     """Train ``config`` on ``config.nproc`` processes (``config.strategy``); returns rank 0's result.
 
@@ -122,12 +133,14 @@ def run_distributed(config: TrainConfig, *, timeout_s: float | None = None) -> R
     """
     check_split(config.nproc, config.strategy, config.batch_size)
     check_devices(config.nproc, config.device)
+    log.info(launch_line(config))
     with tempfile.TemporaryDirectory(prefix="ampkit-launch-") as tmp:
         out = Path(config.out) if config.out is not None else Path(tmp) / "run"
-        conf = dataclasses.replace(config, out=out)
-        path = Path(tmp) / "config.json"
-        path.write_text(json.dumps(conf.to_dict()))
-        launch([sys.executable, "-m", __name__, str(path)], config.nproc, timeout_s=timeout_s)
+        with held_for_launch(dataclasses.replace(config, out=out)) as conf:  # lock, resume check
+            check_split(conf.nproc, conf.strategy, conf.batch_size)  # --resume-any: the checkpoint's batch
+            path = Path(tmp) / "config.json"
+            path.write_text(json.dumps(conf.to_dict()))
+            launch([sys.executable, "-m", __name__, str(path)], config.nproc, timeout_s=timeout_s)
         from .loop import METRICS_NAME
 
         return RunResult.from_dict(json.loads((out / METRICS_NAME).read_text()))

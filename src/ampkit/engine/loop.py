@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -13,20 +12,22 @@ import torch
 
 from ..errors import UsageError
 from ..numerics.fallback import NumericsGuard, resume_precision
+from ..numerics.telemetry import low_precision_flop_share
 from ..precision import Precision
-from .checkpoint import capture_rng, load_checkpoint, save_atomic
+from .checkpoint import capture_rng, save_atomic
 from .config import TrainConfig
 from .dist_state import gather_rng, load_state_dicts, restore_rank_rng, state_dicts
-from .distributed import session
+from .distributed import session, world_from_env
 from .evaluate import evaluate, task_loss
 from .progress import StepProgress
 from .records import EvalRecord, RunResult, StepRecord
+from .resume import check_steps, plan_resume
+from .runfolder import CHECKPOINT_NAME, METRICS_NAME, claim_run_folder, write_json
 from .setup import RunSetup, build_run
 
 log = logging.getLogger("ampkit")
 
-CHECKPOINT_NAME = "last.pt"
-METRICS_NAME = "metrics.json"
+__all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "TrainHook", "run_step", "synchronize", "train"]
 
 
 class TrainHook(Protocol):
@@ -84,18 +85,32 @@ def _save_checkpoint(run: RunSetup, result: RunResult, step: int, path: Path) ->
         save_atomic(state, path)
 
 
-def _resume(run: RunSetup, path: Path) -> tuple[int, RunResult]:
-    state = load_checkpoint(path, map_location=run.precision.device)
-    if state["task"] != run.config.task:
-        raise UsageError(
-            f"--resume: {path} is a checkpoint of task {state['task']!r}, not {run.config.task!r}"
-        )
+def _resume(run: RunSetup, state: dict[str, Any], path: Path) -> tuple[int, RunResult]:
+    """Load ``state`` (read and checked by :func:`~.resume.plan_resume`) into ``run``."""
+    start = int(state["step"])
+    check_steps(path, start, run.total_steps)  # --epochs: known only now that the task is built
+    try:
+        result = RunResult.from_dict(state["result"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise UsageError(f"{path}: damaged checkpoint: its result does not load ({err})") from None
     resume_precision(run, state)  # a run that fell back resumes in the fallen-back mode
     if state["precision"] != run.precision.name:
         log.warning("ampkit: resuming a %s checkpoint under %s", state["precision"], run.precision.name)
-    load_state_dicts(run.dist, run.model, run.optimizer, state["model"], state["optimizer"])
-    restore_rank_rng(run.dist, state)
-    return int(state["step"]), RunResult.from_dict(state["result"])
+    try:
+        load_state_dicts(run.dist, run.model, run.optimizer, state["model"], state["optimizer"])
+        restore_rank_rng(run.dist, state)
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+        detail = " ".join(str(err).strip().splitlines()[:2])[:200] or type(err).__name__
+        raise UsageError(f"{path}: damaged checkpoint: its state does not load into this run ({detail})") from None
+    # the history continues; what the run is now (config, precision, FLOP share) is this run's
+    result.config = run.config.to_dict()
+    result.enter_segment(run.precision.name, start + 1)
+    if result.precision != run.precision.name:
+        result.precision = run.precision.name
+        if run.config.flop_share:
+            result.numerics["flop_share"] = low_precision_flop_share(run)
+    result.describe = run.precision.describe(run.model)
+    return start, result
 
 
 def train(
@@ -104,13 +119,19 @@ def train(
     """Train ``config.task`` under ``config.precision``; returns (and writes) the measurements.
 
     Under a launcher's environment (``ampkit train --nproc N``, torchrun) this process trains as
-    one rank of ``config.strategy``; rank 0 logs and writes metrics and checkpoints.
+    one rank of ``config.strategy``; rank 0 logs and writes metrics and checkpoints. A run folder
+    is held by one run at a time (:mod:`~.runlock`); ``config.resume`` checks ``out/last.pt``
+    against the config before anything is built (:mod:`~.resume`).
     """
-    with session(config.nproc, config.strategy, config.device) as dist:
-        return _train(config, hooks, build_run(config, precision, dist))
+    main = world_from_env()[0] == 0
+    with claim_run_folder(config.out, main=main), session(config.nproc, config.strategy, config.device) as dist:
+        config, state = plan_resume(config)
+        return _train(config, hooks, build_run(config, precision, dist), state)
 
 
-def _train(config: TrainConfig, hooks: Sequence[TrainHook], run: RunSetup) -> RunResult:
+def _train(
+    config: TrainConfig, hooks: Sequence[TrainHook], run: RunSetup, state: dict[str, Any] | None = None
+) -> RunResult:
     out = Path(config.out) if config.out is not None else None
     ckpt = out / CHECKPOINT_NAME if out else None
     result = RunResult(
@@ -123,9 +144,10 @@ def _train(config: TrainConfig, hooks: Sequence[TrainHook], run: RunSetup) -> Ru
         config=config.to_dict(),
         threads=torch.get_num_threads(),
     )
+    result.enter_segment(run.precision.name, 1)
     start = 0
-    if config.resume and ckpt is not None and ckpt.exists():
-        start, result = _resume(run, ckpt)
+    if state is not None and ckpt is not None:
+        start, result = _resume(run, state, ckpt)
         result.resumed_from = start
         log.info("ampkit: resumed from %s at step %d", ckpt, start)
     log.info(result.describe)
@@ -152,8 +174,9 @@ def _train(config: TrainConfig, hooks: Sequence[TrainHook], run: RunSetup) -> Ru
             record = StepRecord(
                 step + 1, float(loss), outcome.applied, outcome.loss_scale, outcome.grad_norm, elapsed, items
             )
-            result.history.append(record)
+            result.add_step(record)
             guard.after_step(record, run, result)
+            result.enter_segment(run.precision.name, record.step + 1)  # after a fallback: the new mode
             for hook in hooks:
                 hook.on_step_end(record, run)
             bar.advance(record.loss)
@@ -167,5 +190,5 @@ def _train(config: TrainConfig, hooks: Sequence[TrainHook], run: RunSetup) -> Ru
     if out is not None:
         _save_checkpoint(run, result, run.total_steps, ckpt)  # type: ignore[arg-type]
         if run.dist.is_main:
-            (out / METRICS_NAME).write_text(json.dumps(result.to_dict(), indent=2))
+            write_json(out / METRICS_NAME, result.to_dict())
     return result

@@ -62,6 +62,10 @@ class RunResult:
     """Precision switches of ``--on-nonfinite fallback``: ``{step, from, to, reason}``."""
     numerics: dict[str, Any] = field(default_factory=dict)
     """Telemetry: ``flop_share`` (``low_precision_flop_share``), skipped-step rate, loss scales, grad norms."""
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    """Steps run per precision, in order: ``{precision, from_step, to_step, steps}`` (1-based,
+    inclusive; ``steps`` 0 when the run ended right after switching). A resume under another
+    precision or a fallback starts a new segment."""
 
     @property
     def skipped_steps(self) -> int:
@@ -72,6 +76,27 @@ class RunResult:
     def final_loss_scale(self) -> float | None:
         """Loss scale after the last step."""
         return self.history[-1].loss_scale if self.history else None
+
+    def enter_segment(self, precision: str, from_step: int) -> None:
+        """Steps from ``from_step`` on run in ``precision`` (no-op when the current segment already does).
+
+        A segment that ran no step is replaced rather than kept.
+        """
+        if not self.segments and self.history:  # a result from before segments were recorded
+            self.segments = segments_from(self)
+        if self.segments and self.segments[-1]["precision"] == precision:
+            return
+        if self.segments and not self.segments[-1]["steps"]:
+            self.segments.pop()
+        self.segments.append({"precision": precision, "from_step": from_step, "to_step": from_step - 1, "steps": 0})
+
+    def add_step(self, record: StepRecord) -> None:
+        """Append ``record`` to the history; the current segment now ends at its step."""
+        self.history.append(record)
+        if self.segments:
+            current = self.segments[-1]
+            current["to_step"] = record.step
+            current["steps"] = record.step - current["from_step"] + 1
 
     def median_step_time(self, warmup: int = 0) -> float | None:
         """Median step time in seconds, excluding the first ``warmup`` steps."""
@@ -93,4 +118,17 @@ class RunResult:
         values = {k: v for k, v in data.items() if k in names}
         values["history"] = [StepRecord(**r) for r in data.get("history", [])]
         values["evals"] = [EvalRecord(**r) for r in data.get("evals", [])]
+        values["segments"] = [dict(s) for s in data.get("segments") or []]
         return cls(**values)
+
+
+def segments_from(result: RunResult) -> list[dict[str, Any]]:
+    """Segments of a result recorded without them, rebuilt from its history and fallbacks."""
+    first = result.fallbacks[0]["from"] if result.fallbacks else result.precision
+    starts = [(first, 1)] + [(f["to"], int(f["step"]) + 1) for f in result.fallbacks]
+    last = result.history[-1].step if result.history else 0
+    ends = [begin - 1 for _, begin in starts[1:]] + [last]
+    return [
+        {"precision": mode, "from_step": begin, "to_step": end, "steps": max(0, end - begin + 1)}
+        for (mode, begin), end in zip(starts, ends, strict=True)
+    ]

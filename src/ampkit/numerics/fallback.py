@@ -71,6 +71,7 @@ class NumericsGuard:
         self.floor = config.fallback_scale_floor
         self.streak = 0
         self._warned_end = False
+        self._run = run  # finish() reads the scaler and mode the run ended with
         run.optimizer.skip_nonfinite = True  # no NaN updates under any policy
         if config.flop_share and not result.history:  # before the hooks: the probe is not a step
             result.numerics["flop_share"] = low_precision_flop_share(run)
@@ -115,6 +116,10 @@ class NumericsGuard:
         switch_precision(run, target)
         self.streak = 0
         result.fallbacks.append({"step": record.step, "from": mode, "to": target, "reason": reason})
+        share = result.numerics.get("flop_share")
+        if share:  # the share describes the mode that runs now; the first mode's stays as flop_share_initial
+            result.numerics.setdefault("flop_share_initial", share)
+            result.numerics["flop_share"] = low_precision_flop_share(run)
         log.warning("ampkit: fallback at step %d: %s -> %s (%s)", record.step, mode, target, reason)
 
     def _record(self, event: NonFiniteEvent, result: RunResult) -> None:
@@ -128,6 +133,10 @@ class NumericsGuard:
         if self.hooks is not None:
             self.hooks.remove()
         result.numerics.update(step_telemetry(result.history))
+        scaler = self._run.optimizer.scaler
+        result.numerics["mode_final"] = self._run.precision.name
+        # after the last update (halved by a skip at the last step), not the scale that step used
+        result.numerics["loss_scale_final"] = float(scaler.get_scale()) if scaler.is_enabled() else None
         log.info(describe_telemetry(result.numerics))
 
 

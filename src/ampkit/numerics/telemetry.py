@@ -158,15 +158,23 @@ def step_telemetry(history: Sequence[StepRecord]) -> dict[str, Any]:
 def describe_telemetry(numerics: dict[str, Any]) -> str:
     """One log line from ``RunResult.numerics``."""
     parts = []
-    share = numerics.get("flop_share")
+    share, initial = numerics.get("flop_share"), numerics.get("flop_share_initial")
     if share:
         dtypes = "+".join(share["by_dtype"]) or "none"
-        parts.append(f"low-precision FLOPs {100 * share['share']:.1f}% ({dtypes})")
+        text = f"low-precision FLOPs {100 * share['share']:.1f}% ({dtypes})"
+        if initial:  # after a fallback: the share of the mode that ran at the end, and the first mode's
+            text += f" in {share['mode']} ({100 * initial['share']:.1f}% in {initial['mode']} before the fallback)"
+        parts.append(text)
     steps = numerics.get("steps")
     if steps:
         parts.append(f"skipped {numerics['skipped_steps']}/{steps} steps")
     if numerics.get("loss_scale_first") is not None:
-        parts.append(f"loss scale {numerics['loss_scale_first']:g} -> {numerics['loss_scale_last']:g}")
+        final = numerics.get("loss_scale_final", numerics["loss_scale_last"])
+        first = numerics["loss_scale_first"]
+        if final is not None:
+            parts.append(f"loss scale {first:g} -> {final:g} after the last update")
+        else:
+            parts.append(f"loss scale {first:g} at the start, none at the end ({numerics.get('mode_final')})")
     for key, label in (("grad_norm_scaled_median", "scaled"), ("grad_norm_unscaled_median", "unscaled")):
         if numerics.get(key) is not None:
             parts.append(f"median grad norm {label} {numerics[key]:.4g}")

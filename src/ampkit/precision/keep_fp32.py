@@ -74,6 +74,11 @@ class ModuleFilter:
                 return True
         return any(re.search(p, name) for p in self.name_patterns)
 
+    def matches_key(self, key: str) -> bool:
+        """For tensors held in a mapping (``vars(gaussians)``): a regex item searches the key, a plain
+        item equals it (``"_xyz,re:^_scal"``)."""
+        return key in self.type_names or any(re.search(p, key) for p in self.name_patterns)
+
     def select(self, model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         """Selected submodules, outermost first; children of a selected module are not repeated."""
         taken: list[str] = []
@@ -160,12 +165,64 @@ def fp32(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def fp32_custom_fwd(device_type: str = "cuda") -> Callable[[F], F]:
-    """``torch.amp.custom_fwd`` that runs a custom autograd Function's forward in fp32 (pair with
-    :func:`fp32_custom_bwd`): autocast is off inside and floating inputs arrive as fp32."""
-    return functools.partial(torch.amp.custom_fwd, device_type=device_type, cast_inputs=torch.float32)  # type: ignore[return-value]
+def _has_autocast(device_type: str) -> bool:
+    try:
+        return torch.amp.is_autocast_available(device_type)
+    except RuntimeError:  # not a device type at all
+        return False
 
 
-def fp32_custom_bwd(device_type: str = "cuda") -> Callable[[F], F]:
-    """``torch.amp.custom_bwd`` for the same Function: backward runs with forward's autocast state."""
-    return functools.partial(torch.amp.custom_bwd, device_type=device_type)  # type: ignore[return-value]
+def _device_type_of(device_type: Any, decorator: str) -> str:
+    """The device type a custom_fwd/custom_bwd decorator was given, or a one-line error now."""
+    if device_type is None or callable(device_type):
+        used = f"@{decorator}" if callable(device_type) else f"@{decorator}()"
+        raise PrecisionError(
+            f"{used} needs the device the Function runs on: write @{decorator}(device_type='cuda'|'cpu'|...) "
+            "or use @prec.custom_fwd / @prec.custom_bwd of your Precision (bound to its device)"
+        )
+    if isinstance(device_type, torch.device):
+        return device_type.type
+    if not isinstance(device_type, str) or not _has_autocast(device_type):
+        raise PrecisionError(
+            f"@{decorator}(device_type={device_type!r}): not a device type with autocast; valid: cpu, cuda, "
+            "xpu, mps, ... (torch.device(...).type)"
+        )
+    return device_type
+
+
+def fp32_forward(fwd: F, device_type: str) -> F:
+    """``fwd`` (a custom autograd Function's ``forward(ctx, ...)``) run in float32 in every mode:
+    autocast off inside and floating tensor inputs cast to float32 — under autocast (as
+    ``torch.amp.custom_fwd(cast_inputs=torch.float32)``) and also in true-half modes, where
+    the inputs would otherwise arrive as bf16/fp16."""
+    wrapped = torch.amp.custom_fwd(fwd, device_type=device_type, cast_inputs=torch.float32)
+
+    @functools.wraps(fwd)
+    def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        return wrapped(ctx, *_cast_floating(args, torch.float32), **_cast_floating(kwargs, torch.float32))
+
+    return forward  # type: ignore[return-value]
+
+
+def fp32_backward(bwd: F, device_type: str) -> F:
+    """``bwd`` run with the autocast state its forward had (``torch.amp.custom_bwd``)."""
+    return torch.amp.custom_bwd(bwd, device_type=device_type)  # type: ignore[no-any-return]
+
+
+def fp32_custom_fwd(device_type: str | torch.device | None = None) -> Callable[[F], F]:
+    """Decorator factory: run a custom autograd Function's forward in fp32 on ``device_type``
+    (pair with :func:`fp32_custom_bwd`): autocast is off inside and floating inputs arrive as fp32.
+
+    ``device_type`` is required (it is never assumed to be cuda): ``@fp32_custom_fwd("cuda")``;
+    ``@prec.custom_fwd`` of a :class:`~ampkit.precision.Precision` knows its device. Without it,
+    or used bare as ``@fp32_custom_fwd``, this raises :class:`PrecisionError` at decoration time.
+    """
+    kind = _device_type_of(device_type, "fp32_custom_fwd")
+    return functools.partial(fp32_forward, device_type=kind)  # type: ignore[return-value]
+
+
+def fp32_custom_bwd(device_type: str | torch.device | None = None) -> Callable[[F], F]:
+    """``torch.amp.custom_bwd`` for the same Function: backward runs with forward's autocast state.
+    ``device_type`` is required, as for :func:`fp32_custom_fwd`."""
+    kind = _device_type_of(device_type, "fp32_custom_bwd")
+    return functools.partial(fp32_backward, device_type=kind)  # type: ignore[return-value]

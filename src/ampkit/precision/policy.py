@@ -12,20 +12,25 @@ import argparse
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..hardware.capabilities import DeviceCaps, device_capabilities
+from ..warn import warn
 from .aliases import PrecisionError, canonical_mode
 from .fit import check_fit
 from .fp8 import convert_to_fp8, count_fp8
-from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, install_fp32_islands
+from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, fp32_backward, fp32_forward, install_fp32_islands
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
 from .qat import convert_int8, describe_quant, prepare_qat
 from .resolve import from_env, request_from_args, resolve
+from .tensors import floating_dtypes, prepare_tensors
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger("ampkit")
 
@@ -60,18 +65,21 @@ class Precision:
         #: Fit warnings for this device, also emitted as :class:`PrecisionWarning`.
         self.warnings: list[str] = check_fit(self.spec, self.caps, fp8_emulate=fp8_emulate)
         for message in self.warnings:
-            warnings.warn(message, PrecisionWarning, stacklevel=2)
+            warn(message, PrecisionWarning)  # attributed to the user's line, not ampkit's
 
     # -- construction from the other spellings -------------------------------------------------
     @classmethod
     def from_args(
         cls, args: argparse.Namespace, device: torch.device | str | None = None, **kw: Any
     ) -> Precision:
-        """From a namespace parsed by a parser that went through :func:`add_precision_args`."""
+        """From a parsed namespace: ampkit's flags (:func:`add_precision_args`) and a script's own
+        ``--mixed_precision`` / ``--amp_dtype``, read as the script means them (no switch: fp32)."""
         dev = torch.device(device or getattr(args, "device", None) or "cpu")
         caps = kw.pop("caps", None) or device_capabilities(dev)
         keep = kw.pop("keep_fp32", None) or getattr(args, "keep_fp32", None)
-        mode = resolve(request_from_args(args), bf16_in_hardware=caps.bf16_in_hardware)
+        mode = resolve(
+            request_from_args(args), device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware
+        )
         kw.setdefault("fp8_emulate", bool(getattr(args, "fp8_emulate", False)))
         return cls(mode, dev, keep_fp32=keep, caps=caps, **kw)
 
@@ -81,7 +89,7 @@ class Precision:
     ) -> Precision:
         """From ``USE_AMP=1`` / ``AMP_DTYPE=fp16|bf16``; fp32 when ``USE_AMP`` is unset."""
         caps = kw.pop("caps", None) or device_capabilities(device)
-        mode = from_env(environ, bf16_in_hardware=caps.bf16_in_hardware) or "fp32"
+        mode = from_env(environ, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware) or "fp32"
         return cls(mode, device, caps=caps, **kw)
 
     # -- identity -------------------------------------------------------------------------------
@@ -143,16 +151,28 @@ class Precision:
             yield
 
     # -- conversions ----------------------------------------------------------------------------
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: Any) -> Any:
         """Move ``model`` to the device and dtype of this mode, installing fp32 islands.
 
-        True-half modes convert parameters to bf16/fp16 but keep normalisation layers and the
-        ``keep_fp32`` selection in fp32; mixed modes keep fp32 weights and run the ``keep_fp32``
-        selection with autocast off. fp8 modes swap ``nn.Linear`` layers outside ``keep_fp32`` for
-        :class:`~ampkit.precision.fp8.Float8Linear` (same parameters). Returns the same module,
-        modified in place — except int8-qat, which returns a traced, fake-quantised copy sharing
-        the parameters (use the returned module).
+        ``model`` is an ``nn.Module``, an iterable of parameters/tensors, or a mapping
+        name -> parameter/tensor (``vars(gaussians)``; other values are left alone). True-half
+        modes convert parameters to bf16/fp16 but keep normalisation layers and the ``keep_fp32``
+        selection in fp32 (for a mapping, ``re:`` items search the keys and plain items equal
+        them); mixed modes keep fp32 weights and run the ``keep_fp32`` modules with autocast off.
+        Tensors are cast in place (``t.data``, ``t.grad`` too), so optimizers holding them still
+        do. fp8 modes swap ``nn.Linear`` layers outside ``keep_fp32`` for
+        :class:`~ampkit.precision.fp8.Float8Linear` (same parameters). Returns the same object,
+        modified in place — except int8-qat, which returns a traced, fake-quantised copy of a
+        module sharing the parameters (use the returned module). Anything else: :class:`UsageError`.
         """
+        if not isinstance(model, nn.Module):
+            if self.spec.quantization:
+                raise UsageError(
+                    f"{self.name}: prepare() needs an nn.Module (it traces the model); got a {type(model).__name__}"
+                )
+            cast = self.spec.param_dtype if self.spec.param_dtype != torch.float32 else None
+            keep = self.keep_fp32 if self.spec.is_true_low else ModuleFilter()
+            return prepare_tensors(model, self.device, cast, keep, self.prepare)
         model.to(self.device)
         out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
         keep: list[nn.Module] = [m for _, m in self.keep_fp32.select(model)]
@@ -169,6 +189,30 @@ class Precision:
         if self.spec.quantization:
             model = prepare_qat(model, self.keep_fp32)  # a traced copy sharing the parameters
         return model
+
+    # -- custom autograd Functions -------------------------------------------------------------
+    def custom_fwd(self, fwd: F | None = None) -> Any:
+        """Decorator for a custom autograd Function's ``forward(ctx, ...)``: it runs in float32 on this
+        device in every mode (autocast off inside, floating inputs cast to fp32). Bare or called::
+
+            class Rasterise(torch.autograd.Function):
+                @staticmethod
+                @prec.custom_fwd
+                def forward(ctx, means, colors): ...
+
+                @staticmethod
+                @prec.custom_bwd
+                def backward(ctx, grad): ...
+        """
+        if fwd is None:
+            return self.custom_fwd
+        return fp32_forward(fwd, self.device.type)
+
+    def custom_bwd(self, bwd: F | None = None) -> Any:
+        """Decorator for the same Function's ``backward``: the autocast state its forward had. Bare or called."""
+        if bwd is None:
+            return self.custom_bwd
+        return fp32_backward(bwd, self.device.type)
 
     def convert(self, model: nn.Module) -> nn.Module:
         """The deployable form of a prepared, trained ``model``: int8 kernels for int8-qat (CPU only,
@@ -188,8 +232,9 @@ class Precision:
         )
 
     # -- proof ----------------------------------------------------------------------------------
-    def describe(self, model: nn.Module | None = None) -> str:
-        """The one line that states the resolved precision (the engine logs exactly this at start)."""
+    def describe(self, model: Any = None) -> str:
+        """The one line that states the resolved precision (the engine logs exactly this at start);
+        ``model`` (anything :meth:`prepare` takes) adds the dtypes its parameters really have."""
         autocast = (
             f"{self.device.type}/{dtype_name(self.spec.autocast_dtype)}"
             if self.spec.autocast_dtype
@@ -197,18 +242,19 @@ class Precision:
         )
         scaler = f"on(init={INITIAL_LOSS_SCALE:g})" if self.spec.grad_scaler else "off"
         params = dtype_name(self.spec.param_dtype)
+        module = model if isinstance(model, nn.Module) else None
         if model is not None:
-            seen = sorted({dtype_name(p.dtype) for p in model.parameters()})
+            seen = sorted({dtype_name(dtype) for dtype in floating_dtypes(model)})
             params = "+".join(seen) if seen else params
         line = (
             f"ampkit: precision={self.name} autocast={autocast} grad_scaler={scaler} "
             f"tf32={'on' if self.spec.tf32 else 'off'} params={params}"
         )
         if self.spec.fp8:
-            layers = f"{count_fp8(model)} Linear" if model is not None else "Linear"
+            layers = f"{count_fp8(module)} Linear" if module is not None else "Linear"
             line += f" fp8={layers}{' emulated' if self.fp8_emulate else ''}"
         if self.spec.quantization:
-            line += f" quant={describe_quant(model)}"
+            line += f" quant={describe_quant(module)}"
         if self.keep_fp32:
             line += f" keep_fp32={self.keep_fp32.spec()}"
         return line

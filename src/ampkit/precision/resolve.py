@@ -11,8 +11,10 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .aliases import PrecisionError, canonical_mode
+from .args import OWNERS_ATTR, FlagOwners
 
 log = logging.getLogger("ampkit")
 
@@ -32,17 +34,32 @@ class PrecisionRequest:
     amp_dtype: str | None = None
     """``--amp_dtype fp16|bf16``; fp16 when ``--mixed_precision`` is given without it (as in the guide)."""
     amp: bool = False
-    """The seeds' ``--amp``: bf16 where the hardware has it, else fp16."""
+    """The seeds' ``--amp``: bf16 on a CPU and on GPUs that have it, else fp16."""
 
 
 def request_from_args(args: object) -> PrecisionRequest:
-    """The precision flags of a namespace parsed through ``add_precision_args`` (missing ones count as unset)."""
-    return PrecisionRequest(
-        precision=getattr(args, "precision", None),
-        mixed_precision=bool(getattr(args, "mixed_precision", False)),
-        amp_dtype=getattr(args, "amp_dtype", None),
-        amp=bool(getattr(args, "amp", False)),
-    )
+    """The precision flags of a parsed namespace (missing ones count as unset).
+
+    Flags a script defined itself (recorded by ``add_precision_args``; all of them when the
+    namespace never went through it) are read as such scripts mean them: ``--amp_dtype`` only
+    counts once ``--mixed_precision`` (or ``--amp``) is on, so the script's default
+    ``--amp_dtype fp16`` without the switch is fp32, not an error. Only an ``--amp_dtype`` that
+    ampkit itself defined (default None) is an error without a switch.
+    """
+    owners = getattr(args, OWNERS_ATTR, None)
+    if not isinstance(owners, FlagOwners):
+        owners = FlagOwners()  # no add_precision_args: every flag is the script's own
+
+    def value(name: str, default: Any = None) -> Any:
+        return getattr(args, owners.dest(name), default)
+
+    mixed, amp, amp_dtype = bool(value("mixed_precision", False)), bool(value("amp", False)), value("amp_dtype")
+    if amp_dtype is not None and owners.owned_by_script("amp_dtype"):
+        if not (mixed or amp):
+            amp_dtype = None  # the script's dtype matters only once its switch is on
+        elif amp and not mixed and amp_dtype == owners.script_default("amp_dtype"):
+            amp_dtype = None  # --amp alone: the script's default dtype was not asked for
+    return PrecisionRequest(precision=value("precision"), mixed_precision=mixed, amp_dtype=amp_dtype, amp=amp)
 
 
 def _amp_dtype_mode(dtype: str, source: str) -> str:
@@ -52,18 +69,31 @@ def _amp_dtype_mode(dtype: str, source: str) -> str:
     return _AMP_DTYPES[key]
 
 
-def resolve_auto_amp(bf16_in_hardware: bool) -> str:
-    """What ``--amp`` means on this machine: bf16-mixed where the hardware has bf16, else fp16-mixed."""
+def resolve_auto_amp(device_type: str, bf16_in_hardware: bool) -> str:
+    """What ``--amp`` / ``USE_AMP=1`` mean on a device.
+
+    On a CPU: bf16-mixed, autocast's CPU dtype and the only mixed mode without a loss scaler
+    (where bf16 is emulated, ``Precision`` warns that it is slow). On a GPU: bf16-mixed where
+    the hardware has bf16, else fp16-mixed.
+    """
+    if device_type == "cpu":
+        return "bf16-mixed"
     return "bf16-mixed" if bf16_in_hardware else "fp16-mixed"
 
 
-def _log_auto_choice(source: str, mode: str, bf16_in_hardware: bool) -> None:
-    reason = "bf16 in hardware" if bf16_in_hardware else "no bf16 in hardware"
+def _log_auto_choice(source: str, mode: str, device_type: str, bf16_in_hardware: bool) -> None:
+    if device_type == "cpu":
+        reason = "CPU: autocast's CPU dtype" + ("" if bf16_in_hardware else ", bf16 emulated here (slow)")
+    else:
+        reason = f"{device_type}: " + ("bf16 in hardware" if bf16_in_hardware else "no bf16 in hardware")
     log.info("ampkit: %s chose %s (%s)", source, mode, reason)
 
 
-def from_env(environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool = False) -> str | None:
-    """Mode from ``USE_AMP`` / ``AMP_DTYPE`` (``None`` when ``USE_AMP`` is unset or off)."""
+def from_env(
+    environ: Mapping[str, str] | None = None, *, device_type: str = "cpu", bf16_in_hardware: bool = False
+) -> str | None:
+    """Mode from ``USE_AMP`` / ``AMP_DTYPE`` (``None`` when ``USE_AMP`` is unset or off); ``USE_AMP=1``
+    alone is :func:`resolve_auto_amp` for ``device_type``."""
     env = os.environ if environ is None else environ
     use_amp = env.get("USE_AMP", "").strip().lower()
     if use_amp in _FALSE_WORDS:
@@ -73,8 +103,8 @@ def from_env(environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool
     dtype = env.get("AMP_DTYPE")
     if dtype:
         return _amp_dtype_mode(dtype, "AMP_DTYPE")
-    mode = resolve_auto_amp(bf16_in_hardware)
-    _log_auto_choice("USE_AMP=1", mode, bf16_in_hardware)
+    mode = resolve_auto_amp(device_type, bf16_in_hardware)
+    _log_auto_choice("USE_AMP=1", mode, device_type, bf16_in_hardware)
     return mode
 
 
@@ -82,10 +112,12 @@ def resolve(
     request: PrecisionRequest,
     *,
     environ: Mapping[str, str] | None = None,
+    device_type: str = "cpu",
     bf16_in_hardware: bool = False,
     default: str = "fp32",
 ) -> str:
-    """The canonical mode a command line asks for. Raises :class:`PrecisionError` on conflicts."""
+    """The canonical mode a command line asks for on a ``device_type`` device (``--amp`` depends on
+    it, see :func:`resolve_auto_amp`). Raises :class:`PrecisionError` on conflicts."""
     asked: list[tuple[str, str]] = []  # (how it was spelled, mode)
     if request.precision is not None:
         asked.append((f"--precision {request.precision}", canonical_mode(request.precision)))
@@ -101,7 +133,7 @@ def resolve(
         mode = (
             _amp_dtype_mode(request.amp_dtype, "--amp_dtype")
             if request.amp_dtype and not request.mixed_precision
-            else resolve_auto_amp(bf16_in_hardware)
+            else resolve_auto_amp(device_type, bf16_in_hardware)
         )
         asked.append(("--amp", mode))
     modes = {mode for _, mode in asked}
@@ -111,6 +143,8 @@ def resolve(
     if modes:
         mode = modes.pop()
         if request.amp and not request.amp_dtype:
-            _log_auto_choice("--amp", mode, bf16_in_hardware)
+            _log_auto_choice("--amp", mode, device_type, bf16_in_hardware)
         return mode
-    return from_env(environ, bf16_in_hardware=bf16_in_hardware) or canonical_mode(default)
+    return from_env(environ, device_type=device_type, bf16_in_hardware=bf16_in_hardware) or canonical_mode(
+        default
+    )

@@ -29,12 +29,15 @@ __all__ = [
 
 def write_outputs(study: dict[str, Any], out: Path) -> list[Path]:
     """Summarise ``study`` and write every output file into ``out``; returns the paths written."""
+    from ..fsutil import remove_stale_temps
     from .plots import write_plots
     from .report_md import write_markdown
     from .summary import summarize
 
     summarize(study)
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("results.json", "results.csv", "report.md"):
+        remove_stale_temps(out, name)  # left by a writer killed mid-file
     plots = write_plots(study, out)
     write_json(study, out / "results.json")
     write_csv(study, out / "results.csv")
@@ -42,12 +45,20 @@ def write_outputs(study: dict[str, Any], out: Path) -> list[Path]:
     return [out / "results.json", out / "results.csv", out / "report.md", *plots]
 
 
-def run_study(experiment: Experiment, out: Path, *, console: Console | None = None) -> dict[str, Any]:
-    """Run ``experiment``, write its outputs into ``out``, print the table; returns the study dict."""
+def run_study(
+    experiment: Experiment, out: Path, *, console: Console | None = None, checked: bool = False
+) -> dict[str, Any]:
+    """Run ``experiment``, write its outputs into ``out``, print the table; returns the study dict.
+
+    Everything is checked before the first arm starts (``checked``: the caller already did, with
+    :func:`ampkit.study.runner.require_runnable`). Failed arms are rows with their reason and
+    stderr tail (``arm["status"] == "failed"``); after Ctrl-C the outputs hold what was measured
+    and ``study["interrupted"]`` is true.
+    """
     from .runner import run_experiment
 
     console = console or Console()
-    study = run_experiment(experiment, out, console=console)
+    study = run_experiment(experiment, out, console=console, checked=checked)
     paths = write_outputs(study, out)
     print_table(study, console)
     console.print(f"wrote {', '.join(p.name for p in paths)} to {out}/")

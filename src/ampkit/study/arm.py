@@ -1,4 +1,5 @@
-"""One study arm in its own process: ``python -m ampkit.study.arm SPEC.json``.
+"""One study arm in its own process: ``python -m ampkit.study.arm SPEC.json`` (the parent starts it
+through :data:`ampkit.study.children.BOOT`, which first ties the arm's life to the parent's).
 
 The spec names the TrainConfig, the warm-up and the result path. The arm trains with
 :func:`ampkit.engine.train` and the :class:`~ampkit.study.meters.ArmMeters` hook, streams
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -137,7 +139,12 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: read the spec, run, write the result (or the failure) to ``spec["result_path"]``."""
+    """Entry point: read the spec, run, write the result (or the failure) to ``spec["result_path"]``.
+
+    A failure also prints its traceback on stderr, whose last lines the parent shows with the arm.
+    """
+    from ..fsutil import write_atomic
+
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
     path = Path(spec["result_path"].replace("{rank}", str(rank()[0])))  # one result file per rank
@@ -145,12 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         out = run_arm(spec)
         code = 0
     except Exception as err:  # the parent shows this line in the table instead of crashing the study
+        traceback.print_exc()
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         out = {"status": "failed", "reason": f"{type(err).__name__}: {first}", "pid": os.getpid()}
         code = 1
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(out, indent=1))
     return code
 
 

@@ -28,6 +28,7 @@ import tomllib
 from ..engine import TrainConfig
 from ..errors import UsageError
 from ..precision import PrecisionError, canonical_mode, from_env
+from .validate import check_fields, check_name, check_overrides, check_seeds, is_int, is_number, kind_of
 
 #: TrainConfig fields an experiment sets itself; overrides may not touch them.
 RESERVED = frozenset({"task", "precision", "seed", "steps", "epochs", "out", "resume", "progress", "nproc"})
@@ -62,28 +63,40 @@ class Experiment:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`UsageError` for values that cannot make a fair study."""
+        """Raise :class:`UsageError` for values that cannot make a fair study (types, ranges, names)."""
+        check_name(self.name, f"experiment {self.name!r}")
+        where = "compare" if self.name == "compare" else f"experiment {self.name!r}"  # the flags' study
+        if not isinstance(self.task, str) or not self.task.strip():
+            raise UsageError(f"{where}: task {self.task!r}; valid: digits, tinygpt, ct or module:factory")
+        for key in ("steps", "warmup_steps", "gpus"):
+            value = getattr(self, key)
+            if not is_int(value):
+                raise UsageError(f"{where}: {key} = {value!r} is {kind_of(value)}; valid: a whole number")
+        if self.target_metric is not None and not is_number(self.target_metric):
+            raise UsageError(
+                f"{where}: target_metric = {self.target_metric!r}; valid: a finite number such as 0.98"
+            )
         if self.precisions is not None:
+            if isinstance(self.precisions, str) or not all(isinstance(p, str) for p in self.precisions):
+                raise UsageError(f"{where}: precisions {self.precisions!r}; valid: a list of mode names")
             try:
                 self.precisions = tuple(dict.fromkeys(canonical_mode(p) for p in self.precisions))
             except PrecisionError as err:
-                raise UsageError(f"experiment {self.name!r}: {err}") from None
+                raise UsageError(f"{where}: {err}") from None
             if not self.precisions:
-                raise UsageError(f"experiment {self.name!r}: no precisions; give some or 'auto'")
+                raise UsageError(f"{where}: no precisions; give some or 'auto'")
+        self.seeds = tuple(self.seeds)
         if not self.seeds:
-            raise UsageError(f"experiment {self.name!r}: no seeds; give at least one, e.g. 0")
+            raise UsageError(f"{where}: no seeds; give at least one, e.g. 0")
+        check_seeds(self.seeds, where)
         if self.steps < 1 or not 0 <= self.warmup_steps < self.steps:
             raise UsageError(
-                f"experiment {self.name!r}: steps={self.steps}, warmup_steps={self.warmup_steps}; "
-                "need steps >= 1 and 0 <= warmup_steps < steps"
+                f"{where}: steps={self.steps}, warmup_steps={self.warmup_steps}; "
+                "valid: steps >= 1 and 0 <= warmup_steps < steps"
             )
-        bad = sorted(set(self.overrides) - set(OVERRIDABLE))
-        if bad:
-            raise UsageError(
-                f"experiment {self.name!r}: overrides {bad} not allowed; valid: {', '.join(OVERRIDABLE)}"
-            )
+        check_overrides(self.overrides, where, OVERRIDABLE)
         if self.gpus < 1:
-            raise UsageError(f"experiment {self.name!r}: gpus={self.gpus}; must be >= 1")
+            raise UsageError(f"{where}: gpus={self.gpus}; valid: a whole number >= 1")
 
     @property
     def eval_every(self) -> int:
@@ -108,33 +121,55 @@ class Experiment:
 
 
 def precisions_from_env(
-    environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool
+    environ: Mapping[str, str] | None = None, *, bf16_in_hardware: bool, device_type: str = "cpu"
 ) -> tuple[str, ...] | None:
-    """``USE_AMP=1`` means "fp32 vs the AMP mode": ``("fp32", <mode from USE_AMP/AMP_DTYPE>)``; else None."""
-    mode = from_env(environ, bf16_in_hardware=bf16_in_hardware)
+    """``USE_AMP=1`` means "fp32 vs the AMP mode": ``("fp32", <mode from USE_AMP/AMP_DTYPE>)``; else None.
+
+    ``USE_AMP=1`` alone picks the mode for ``device_type`` (bf16-mixed on a CPU; on a GPU,
+    bf16-mixed where it has bf16, else fp16-mixed).
+    """
+    mode = from_env(environ, device_type=device_type, bf16_in_hardware=bf16_in_hardware)
     return ("fp32", mode) if mode else None
 
 
-def parse_precisions(text: str | list[str] | None) -> tuple[str, ...] | None:
+def parse_precisions(text: str | list[str] | None, where: str = "--precisions") -> tuple[str, ...] | None:
     """``"auto"``/None -> None; ``"fp32,bf16"`` or a list -> canonical names."""
     if text is None:
         return None
+    if not isinstance(text, str | list | tuple) or not all(isinstance(p, str) for p in text):
+        raise UsageError(f"{where}: precisions {text!r}; valid: mode names such as fp32,bf16-mixed or auto")
     items = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if str(p).strip()]
     if items == ["auto"]:
         return None
+    if not items:
+        raise UsageError(
+            f"{where}: no precisions in {text!r}; valid: mode names such as fp32,bf16-mixed or auto"
+        )
     try:
         return tuple(dict.fromkeys(canonical_mode(p) for p in items))
     except PrecisionError as err:
-        raise UsageError(f"--precisions: {err} (or 'auto')") from None
+        raise UsageError(f"{where}: {err} (or 'auto')") from None
 
 
-def parse_seeds(text: str | list[int]) -> tuple[int, ...]:
-    """``"0,1,2"`` or ``[0, 1, 2]`` -> ``(0, 1, 2)``."""
-    try:
-        items = text.split(",") if isinstance(text, str) else text
-        return tuple(int(s) for s in items if str(s).strip())
-    except ValueError:
-        raise UsageError(f"--seeds {text!r}: expected integers like 0,1,2") from None
+def parse_seeds(text: str | int | list[int], where: str = "--seeds") -> tuple[int, ...]:
+    """``"0,1,2"``, ``[0, 1, 2]`` or ``0`` -> a tuple of distinct seeds in ``[0, 2**63)``."""
+    if isinstance(text, bool) or not isinstance(text, str | int | list | tuple):
+        raise UsageError(f"{where}: seeds {text!r}; valid: whole numbers such as 0,1,2")
+    if isinstance(text, int):
+        text = [text]
+    if isinstance(text, str):
+        try:
+            seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        except ValueError:
+            raise UsageError(f"{where} {text!r}: not whole numbers; valid: seeds such as 0,1,2") from None
+    else:
+        if not all(is_int(s) for s in text):
+            raise UsageError(f"{where}: seeds {list(text)!r}; valid: whole numbers such as [0, 1, 2]")
+        seeds = tuple(text)
+    if not seeds:
+        raise UsageError(f"{where}: no seeds in {text!r}; valid: whole numbers such as 0,1,2")
+    check_seeds(seeds, where)
+    return seeds
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Experiment)} - {"name"}
@@ -142,22 +177,30 @@ _FIELDS = {f.name for f in dataclasses.fields(Experiment)} - {"name"}
 
 def _experiment(
     name: str,
-    table: Mapping[str, Any],
+    table: Any,
     base: Mapping[str, Any],
     where: str,
     default_precisions: tuple[str, ...] | None,
 ) -> Experiment:
+    check_name(name, where)
+    if not isinstance(table, Mapping):
+        raise UsageError(
+            f"{where}: is {kind_of(table)} ({table!r}); valid: a table such as [experiments.{name}] "
+            'with task = "digits", precisions = ["fp32", "bf16-mixed"]'
+        )
     unknown = sorted(set(table) - _FIELDS)
     if unknown:
         raise UsageError(f"{where}: unknown keys {unknown}; valid: {', '.join(sorted(_FIELDS))}")
+    check_fields(table, where)
+    check_overrides(table.get("overrides", {}), where, OVERRIDABLE)
     values = {**base, **table}
     values["overrides"] = {**base.get("overrides", {}), **table.get("overrides", {})}
     if "precisions" in values:
-        values["precisions"] = parse_precisions(values["precisions"])
+        values["precisions"] = parse_precisions(values["precisions"], where)
     else:
         values["precisions"] = default_precisions
     if "seeds" in values:
-        values["seeds"] = parse_seeds(values["seeds"])
+        values["seeds"] = parse_seeds(values["seeds"], where)
     return Experiment(name=name, **values)
 
 
@@ -168,19 +211,28 @@ def load_study(path: Path, *, default_precisions: tuple[str, ...] | None = None)
     ``[defaults]`` name no precisions; None leaves them on ``auto``.
     """
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise UsageError(f"--config {path}: {err}") from None
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise UsageError(f"--config {path}: {reason}; valid: a UTF-8 TOML study file") from None
     extra = sorted(set(data) - {"defaults", "experiments"})
     if extra:
         raise UsageError(f"--config {path}: unknown tables {extra}; valid: [defaults], [experiments.NAME]")
     base = data.get("defaults", {})
+    if not isinstance(base, Mapping):
+        raise UsageError(f"--config {path}: defaults is {kind_of(base)}; valid: a [defaults] table")
     unknown = sorted(set(base) - _FIELDS)
     if unknown:
         raise UsageError(
             f"--config {path} [defaults]: unknown keys {unknown}; valid: {', '.join(sorted(_FIELDS))}"
         )
+    check_fields(base, f"--config {path} [defaults]")
+    check_overrides(base.get("overrides", {}), f"--config {path} [defaults]", OVERRIDABLE)
     experiments = data.get("experiments", {})
+    if not isinstance(experiments, Mapping):
+        raise UsageError(
+            f"--config {path}: experiments is {kind_of(experiments)}; valid: [experiments.NAME] tables"
+        )
     if not experiments:
         raise UsageError(f"--config {path}: no [experiments.NAME] tables")
     return {

@@ -149,7 +149,10 @@ def _reason(arms: list[dict[str, Any]], key: str) -> str:
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:
+    from ..fsutil import atomic_open
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -1,11 +1,13 @@
 """Start an arm's process(es), stream rank 0's steps, collect and merge the results.
 
-A single-process arm is ``python -m ampkit.study.arm SPEC.json``. A multi-process arm
+A single-process arm is one interpreter running :mod:`ampkit.study.arm` on ``SPEC.json``. A multi-process arm
 (``--gpus N``) starts that command once per rank with torchrun's environment
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``, from
 :func:`ampkit.engine.launch.worker_env`); the engine's distributed session joins them.
 As torchrun does, when one rank fails the others are stopped. Rank 0's record is the arm's;
-energy is summed and memory maximised over ranks, each with its method saying so.
+energy is summed and memory maximised over ranks, each with its method saying so. Each rank
+runs in its own process group and dies with the parent (:mod:`.children`); a failure record
+keeps the last lines of the failing rank's stderr.
 """
 
 from __future__ import annotations
@@ -13,29 +15,40 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .children import arm_command, start_arm, stderr_tail, stop_arms
+
 StepCallback = Callable[[dict[str, Any]], None]
+#: Seconds a stopped arm gets between SIGTERM and SIGKILL.
+GRACE_S = 3.0
 
 
 def _failure(result_path: Path, log_path: Path, code: int) -> dict[str, Any]:
-    """The arm's own failure record, or the last line of its stderr when it died before writing one."""
+    """The arm's own failure record, or the last line of its stderr when it died before writing one.
+
+    Either way the record keeps the last lines of the arm's stderr (``stderr_tail``).
+    """
+    tail = stderr_tail(log_path)
     if result_path.exists():
-        data: dict[str, Any] = json.loads(result_path.read_text())
+        try:
+            data: dict[str, Any] = json.loads(result_path.read_text())
+        except ValueError:
+            data = {}
         if data.get("status") == "failed":
-            return data
-    lines = (
-        [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        if log_path.exists()
-        else []
-    )
-    last = lines[-1].strip() if lines else "no output"
-    return {"status": "failed", "reason": f"arm process exited with code {code}: {last}"}
+            return {**data, "exit_code": code, "stderr_tail": tail}
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    last = tail[-1].strip() if tail else "no output"
+    return {
+        "status": "failed",
+        "reason": f"arm process {how}: {last}",
+        "exit_code": code,
+        "stderr_tail": tail,
+    }
 
 
 def _pump(stream: Any, log: Any, on_step: StepCallback | None) -> None:
@@ -61,10 +74,20 @@ def _single_env() -> dict[str, str]:
 
 
 def run_arm_process(
-    spec: dict[str, Any], folder: Path, label: str, on_step: StepCallback | None = None, nproc: int = 1
+    spec: dict[str, Any],
+    folder: Path,
+    label: str,
+    on_step: StepCallback | None = None,
+    nproc: int = 1,
+    on_start: Callable[[list[int]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one arm (``nproc`` ranks), streaming rank 0's steps to ``on_step``; return its merged record."""
-    from ..engine.launch import free_port, stop_processes, worker_env
+    """Run one arm (``nproc`` ranks), streaming rank 0's steps to ``on_step``; return its merged record.
+
+    The ranks run in their own process groups and die with this process; on any exception here
+    (Ctrl-C included) they are stopped and reaped before it propagates.
+    """
+    from ..engine.launch import free_port, worker_env
+    from ..fsutil import write_atomic
 
     spec_path = folder / f"{label}.spec.json"
     result_tpl = str(folder / (f"{label}.json" if nproc == 1 else f"{label}.rank{{rank}}.json"))
@@ -72,37 +95,30 @@ def run_arm_process(
     logs = [folder / (f"{label}.log" if nproc == 1 else f"{label}.rank{r}.log") for r in range(nproc)]
     for path in paths:
         path.unlink(missing_ok=True)
-    spec_path.write_text(json.dumps({**spec, "result_path": result_tpl}, indent=1))
+    write_atomic(spec_path, json.dumps({**spec, "result_path": result_tpl}, indent=1))
     port = free_port() if nproc > 1 else 0
     files = [open(p, "w") for p in logs]  # noqa: SIM115 (closed in finally, after the processes end)
     procs: list[subprocess.Popen[str]] = []
+    pumps: list[threading.Thread] = []
     try:
         for r in range(nproc):
             env = worker_env(r, nproc, port) if nproc > 1 else _single_env()
-            env["PYTHONUNBUFFERED"] = "1"
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "ampkit.study.arm", str(spec_path)],
-                    stdout=subprocess.PIPE,
-                    stderr=files[r],
-                    text=True,
-                    env=env,
-                )
+            procs.append(start_arm(arm_command(spec_path), env, files[r]))
+            pump = threading.Thread(
+                target=_pump, args=(procs[-1].stdout, files[r], on_step if r == 0 else None), daemon=True
             )
-        pumps = [
-            threading.Thread(target=_pump, args=(p.stdout, f, on_step if r == 0 else None), daemon=True)
-            for r, (p, f) in enumerate(zip(procs, files))
-        ]
-        for t in pumps:
-            t.start()
+            pump.start()
+            pumps.append(pump)
+        if on_start is not None:
+            on_start([p.pid for p in procs])
         while any(p.poll() is None for p in procs):
             if any(p.poll() for p in procs):  # a rank failed: the others would wait in a collective forever
                 break
             time.sleep(0.1)
-        stop_processes(procs, grace_s=5.0)
+    finally:
+        stop_arms(procs, grace_s=GRACE_S)
         for t in pumps:
             t.join(timeout=5)
-    finally:
         for f in files:
             f.close()
     codes = [p.returncode for p in procs]
@@ -110,8 +126,11 @@ def run_arm_process(
     if failed:
         r = failed[0]
         record = _failure(paths[r], logs[r], codes[r])
+        record["pid"] = record.get("pid") or procs[r].pid
+        record["log"] = str(logs[r].relative_to(folder.parent))
         if nproc > 1:
             record["reason"] = f"rank {r}: {record['reason']}"
+            record["rank_pids"] = [p.pid for p in procs]
         return record
     records = [json.loads(p.read_text()) for p in paths]
     return records[0] if nproc == 1 else merge_ranks(records)

@@ -1,12 +1,14 @@
 """Study outputs: the terminal table (rich), ``results.json``, ``results.csv`` and ``report.md``.
 
 All four read the same summarised study dict; a figure without a measurement prints as
-``unavailable`` everywhere (the reason is in the JSON and the report's method list).
+``unavailable`` everywhere (the reason is in the JSON and the report's method list). A failed
+arm shows its reason and the last lines of its stderr. Files are written atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from ..fsutil import write_atomic
 
 UNAVAILABLE = "unavailable"
 Arm = dict[str, Any]
@@ -119,8 +123,12 @@ def print_table(study: dict[str, Any], console: Console) -> None:
             table.add_row(*[row[i] for i in keep])
     console.print(table)
     for arm in study["arms"]:
-        if not arm.get("summary") or arm["status"] == "failed":
-            console.print(f"  {arm['mode']}: {arm['status']}: {arm.get('reason')}")
+        if arm["status"] != "measured":
+            console.print(
+                f"  {arm['mode']}: {arm['status']}: {arm.get('reason')}", markup=False, highlight=False
+            )
+        for line in arm.get("stderr_tail", []):
+            console.print(f"    | {line}", markup=False, highlight=False)
 
 
 def _raw(fig: dict[str, Any] | None) -> Any:
@@ -138,21 +146,22 @@ CSV_FIGURES = (
 
 def write_csv(study: dict[str, Any], path: Path) -> None:
     """One row per arm: raw numbers in SI units (``unavailable`` where unmeasurable), stds beside means."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["precision", "status", "reason", "metric_name", "item_unit", "seeds", "pids"]
-                   + [c for k in CSV_FIGURES for c in (k, f"{k}_std")])  # fmt: skip
-        for arm in study["arms"]:
-            s = arm.get("summary") or {}
-            runs = arm.get("runs", [])
-            row = [arm["mode"], arm["status"], arm.get("reason") or "", s.get("metric_name", ""), s.get("item_unit", ""),
-                   " ".join(str(r.get("seed")) for r in runs), " ".join(str(r.get("pid")) for r in runs)]  # fmt: skip
-            for key in CSV_FIGURES:
-                fig = s.get(key)
-                row += [_raw(fig), "" if not fig or fig.get("std") is None else fig["std"]]
-            w.writerow(row)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["precision", "status", "reason", "metric_name", "item_unit", "seeds", "pids"]
+               + [c for k in CSV_FIGURES for c in (k, f"{k}_std")] + ["stderr_tail"])  # fmt: skip
+    for arm in study["arms"]:
+        s = arm.get("summary") or {}
+        runs = arm.get("runs", [])
+        row = [arm["mode"], arm["status"], arm.get("reason") or "", s.get("metric_name", ""), s.get("item_unit", ""),
+               " ".join(str(r.get("seed")) for r in runs), " ".join(str(r.get("pid")) for r in runs)]  # fmt: skip
+        for key in CSV_FIGURES:
+            fig = s.get(key)
+            row += [_raw(fig), "" if not fig or fig.get("std") is None else fig["std"]]
+        w.writerow([*row, "\n".join(arm.get("stderr_tail", []))])
+    write_atomic(path, text.getvalue())
 
 
 def write_json(study: dict[str, Any], path: Path) -> None:
     """Everything: settings, machine, arm order with pids, per-seed runs with curves, summaries, methods."""
-    path.write_text(json.dumps(study, indent=1, default=str))
+    write_atomic(path, json.dumps(study, indent=1, default=str))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import write_atomic
 from .report import headers, rows
 
 #: Figure keys shown in the method list, with a title.
@@ -84,8 +85,16 @@ def write_markdown(study: dict[str, Any], path: Path, plots: list[Path]) -> None
         "`(!)`: a flagged measurement (e.g. an energy window under 1 s). `-`: does not apply.",
         "",
     ]
-    notes = [f"- {a['mode']}: {a['status']}: {a['reason']}" for a in study["arms"] if a.get("reason")]
-    warns = [f"- {a['mode']}: {w}" for a in study["arms"] for w in a.get("warnings", [])]
+    notes = []
+    for a in study["arms"]:
+        if a.get("reason"):
+            notes.append(f"- {a['mode']}: {a['status']}: {a['reason']}")
+        if a.get("stderr_tail"):
+            notes += [f"  last lines of its stderr (`{a.get('log') or 'arms/'}`):", "", "  ```",
+                      *(f"  {ln}" for ln in a["stderr_tail"]), "  ```", ""]  # fmt: skip
+    warns = [f"- {a['mode']}: warning: {w}" for a in study["arms"] for w in a.get("warnings", [])]
+    if study.get("interrupted"):
+        notes.insert(0, "- **the study was interrupted**: arms that had not finished were stopped")
     if notes or warns:
         lines += ["## Skipped, failed and warned arms", "", *notes, *warns, ""]
     lines += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
@@ -104,4 +113,4 @@ def write_markdown(study: dict[str, Any], path: Path, plots: list[Path]) -> None
     lines.append(
         f"\nParent process pid {study['parent_pid']}. Full data: `results.json`; one row per arm: `results.csv`.\n"
     )
-    path.write_text("\n".join(lines))
+    write_atomic(path, "\n".join(lines))

@@ -3,8 +3,11 @@
 Each arm is ``python -m ampkit.study.arm SPEC.json``: a fresh interpreter, so the CPU peak
 RSS, the CUDA caching allocator, cuDNN's autotuner and compile caches start empty in every
 arm. Arms run one after another (never concurrently: they would compete for the device),
-seed by seed, each seed running every precision; the order is recorded. A failing arm
-becomes a ``failed`` row with its one-line reason.
+seed by seed, each seed running every precision; the order is recorded. Everything a user
+could get wrong is checked before the first arm starts (:func:`require_runnable`). A failing
+arm becomes a ``failed`` row with its one-line reason and the tail of its stderr; the console
+names each arm's processes and prints its fit warnings. Ctrl-C stops the running arm (its
+whole process group) and the study keeps what was measured.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
-from ..hardware.capabilities import device_capabilities
+from ..hardware.capabilities import DeviceCaps, device_capabilities
 from .arms import ArmPlan, plan_arms
 from .config import Experiment
 from .metadata import machine_metadata
@@ -40,8 +43,50 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def require_runnable(exp: Experiment) -> None:
-    """Raise :class:`UsageError` for studies that cannot run here (checked before any arm starts)."""
+def _prefix(exp: Experiment) -> str:
+    """``"experiment 'NAME': "`` inside a study file; nothing for the single study of the flags."""
+    return "" if exp.name == "compare" else f"experiment {exp.name!r}: "
+
+
+def plan_study(exp: Experiment) -> tuple[DeviceCaps, list[ArmPlan]]:
+    """The device's capabilities and the arm plan (which modes run, which are skipped and why)."""
+    device = exp.overrides.get("device") or exp.train_config("fp32", exp.seeds[0]).device
+    caps = device_capabilities(device)
+    return caps, plan_arms(exp.precisions, caps)
+
+
+def probe_task(exp: Experiment) -> None:
+    """Build the task once here, on the CPU, with the arms' size, batch size and first seed.
+
+    A task that cannot be imported, or whose factory raises or returns something other than a
+    Task, is refused before any arm starts (it would fail in every arm).
+    """
+    from ..tasks import TaskSpec, build_task
+
+    config = exp.train_config("fp32", exp.seeds[0])
+    spec = TaskSpec(seed=config.seed, batch_size=config.batch_size, size=config.size)
+    try:
+        build_task(exp.task, spec)
+    except UsageError as err:
+        text, flag = str(err), f"--task {exp.task}: "
+        if _prefix(exp) and text.startswith(flag):  # the task came from a study file, not the flag
+            text = f"task = {exp.task!r}: {text[len(flag) :]}"
+        raise UsageError(f"{_prefix(exp)}{text}") from None
+    except (Exception, SystemExit) as err:  # a user's module or factory: anything may come out
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise UsageError(
+            f"{_prefix(exp)}task {exp.task!r}: building it (size={config.size}, batch_size={config.batch_size}) "
+            f"raised {type(err).__name__}: {first}; valid: a factory that returns an ampkit.tasks.Task"
+        ) from None
+
+
+def require_runnable(exp: Experiment) -> list[ArmPlan]:
+    """Raise :class:`UsageError` for studies that cannot run here (checked before any arm starts).
+
+    Checks the values, the process split of ``--gpus``, that some precision runs on this device,
+    and that the task builds; returns the arm plan.
+    """
+    exp.validate()
     if exp.gpus > 1:
         from ..engine.distributed import check_devices, check_split
 
@@ -51,15 +96,51 @@ def require_runnable(exp: Experiment) -> None:
             check_devices(exp.gpus, config.device)
         except UsageError as err:
             raise UsageError(f"--gpus {exp.gpus}: {err}") from None
+    caps, plans = plan_study(exp)
+    if not any(plan.run for plan in plans):
+        why = "; ".join(f"{p.mode}: {p.reason}" for p in plans)
+        raise UsageError(
+            f"{_prefix(exp)}no precision runs on {caps.device_type} ({caps.name}): {why}; "
+            "valid: modes this device runs (see ampkit doctor), e.g. fp32"
+        )
+    probe_task(exp)
+    return plans
 
 
-def run_experiment(exp: Experiment, out: Path, *, console: Console | None = None) -> dict[str, Any]:
-    """Run every arm of ``exp`` (writing per-arm files under ``out/arms``) and return the study dict."""
-    require_runnable(exp)
+def _say(console: Console, text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _processes_line(exp: Experiment, label: str, pids: list[int]) -> str:
+    if len(pids) == 1:
+        return f"{label}: 1 process, pid {pids[0]}"
+    config = exp.train_config("fp32", exp.seeds[0])
+    backend = "nccl" if config.device.startswith("cuda") else "gloo"
+    return (
+        f"{label}: {len(pids)} processes ({config.strategy} ranks over {backend} on {config.device}, "
+        f"batch {config.batch_size} split {config.batch_size // len(pids)} per rank), "
+        f"pids {', '.join(map(str, pids))}"
+    )
+
+
+def _new_warnings(plan: ArmPlan, record: dict[str, Any]) -> list[str]:
+    """The arm's own warnings that do not repeat a fit warning already printed for it."""
+    return [w for w in record.get("warnings", []) if not any(p in w or w in p for p in plan.warnings)]
+
+
+def run_experiment(
+    exp: Experiment, out: Path, *, console: Console | None = None, checked: bool = False
+) -> dict[str, Any]:
+    """Run every arm of ``exp`` (writing per-arm files under ``out/arms``) and return the study dict.
+
+    ``checked``: :func:`require_runnable` already ran. Ctrl-C (or SIGTERM turned into
+    KeyboardInterrupt) stops the running arm and returns what was measured, with
+    ``study["interrupted"]`` set.
+    """
+    if not checked:
+        require_runnable(exp)
     console = console or Console(stderr=True)
-    device = exp.overrides.get("device") or exp.train_config("fp32", exp.seeds[0]).device
-    caps = device_capabilities(device)
-    plans = plan_arms(exp.precisions, caps)
+    caps, plans = plan_study(exp)
     running = [p for p in plans if p.run]
     folder = out / "arms"
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,32 +149,24 @@ def run_experiment(exp: Experiment, out: Path, *, console: Console | None = None
     order: list[dict[str, Any]] = []
     started = time.time()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    interrupted = False
     with _progress(console) as progress:
         overall = progress.add_task(f"{exp.name}: arms", total=len(jobs), loss="")
         for index, (seed, plan) in enumerate(jobs):
             label = f"{plan.mode}-seed{seed}"
-            current = progress.add_task(f"  {label}", total=exp.steps, loss="")
-            spec = {
-                "config": exp.train_config(plan.mode, seed).to_dict(),
-                "warmup": exp.warmup_steps,
-                "target_metric": exp.target_metric,
-                "label": label,
-            }
-            t0 = time.perf_counter()
-
-            def on_step(step: dict[str, Any], task_id: Any = current) -> None:
-                progress.update(
-                    task_id, completed=step["step"], total=step["total"], loss=f"{step['loss']:.4f}"
-                )
-
-            record = run_arm_process(spec, folder, label, on_step, nproc=exp.gpus)
+            pids: list[int] = []
+            try:
+                record = _run_one(exp, plan, seed, label, folder, progress, pids)
+            except KeyboardInterrupt:
+                interrupted = True
+                record = {"status": "interrupted", "pid": pids[0] if pids else None,
+                          "reason": "interrupted while running; its processes were stopped"}  # fmt: skip
             record["seed"], record["mode"], record["order"] = seed, plan.mode, index
-            record["arm_wall_s"] = time.perf_counter() - t0
             records[plan.mode].append(record)
             order.append({"index": index, "mode": plan.mode, "seed": seed, "pid": record.get("pid"),
                           "rank_pids": record.get("rank_pids")})  # fmt: skip
-            status = record.get("status")
-            progress.update(current, loss=status if status != "measured" else f"{record['arm_wall_s']:.1f} s")
+            if interrupted:
+                break
             progress.advance(overall)
     return {
         "schema": SCHEMA,
@@ -115,20 +188,70 @@ def run_experiment(exp: Experiment, out: Path, *, console: Console | None = None
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "machine": machine_metadata(caps),
+        "interrupted": interrupted,
         "arm_order": order,
-        "arms": [_arm_entry(plan, records.get(plan.mode, [])) for plan in plans],
+        "arms": [_arm_entry(plan, records.get(plan.mode, []), len(exp.seeds)) for plan in plans],
     }
 
 
-def _arm_entry(plan: ArmPlan, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _run_one(
+    exp: Experiment, plan: ArmPlan, seed: int, label: str, folder: Path, progress: Progress, pids: list[int]
+) -> dict[str, Any]:
+    """One arm: say what starts (processes, fit warnings), run it, say how it ended."""
+    say = progress.console
+    current = progress.add_task(f"  {label}", total=exp.steps, loss="")
+    for warning in plan.warnings:
+        _say(say, f"{label}: warning: {warning}")
+    spec = {
+        "config": exp.train_config(plan.mode, seed).to_dict(),
+        "warmup": exp.warmup_steps,
+        "target_metric": exp.target_metric,
+        "label": label,
+    }
+
+    def on_step(step: dict[str, Any]) -> None:
+        progress.update(current, completed=step["step"], total=step["total"], loss=f"{step['loss']:.4f}")
+
+    def on_start(started: list[int]) -> None:
+        pids.extend(started)
+        _say(say, _processes_line(exp, label, started))
+
+    t0 = time.perf_counter()
+    record = run_arm_process(spec, folder, label, on_step, nproc=exp.gpus, on_start=on_start)
+    record["arm_wall_s"] = time.perf_counter() - t0
+    for warning in _new_warnings(plan, record):
+        _say(say, f"{label}: warning: {warning}")
+    status = record.get("status")
+    if status != "measured":
+        _say(say, f"{label}: {status}: {record.get('reason')}")
+        for line in record.get("stderr_tail", []):
+            _say(say, f"{label}:   | {line}")
+    progress.update(current, loss=status if status != "measured" else f"{record['arm_wall_s']:.1f} s")
+    return record
+
+
+def _arm_entry(plan: ArmPlan, runs: list[dict[str, Any]], expected: int) -> dict[str, Any]:
     entry: dict[str, Any] = asdict(plan)
-    entry["warnings"] = list(plan.warnings)
+    extra = [w for r in runs for w in _new_warnings(plan, r)]
+    entry["warnings"] = list(dict.fromkeys([*plan.warnings, *extra]))
     if not plan.run:
         entry["status"], entry["runs"] = "skipped", []
         return entry
-    failed = [r for r in runs if r.get("status") != "measured"]
-    entry["status"] = "failed" if failed else "measured"
+    failed = [r for r in runs if r.get("status") == "failed"]
+    measured = [r for r in runs if r.get("status") == "measured"]
     if failed:
-        entry["reason"] = failed[0].get("reason", "failed")
+        first = failed[0]
+        seed = f"seed {first.get('seed')}: " if expected > 1 else ""
+        entry["status"], entry["reason"] = "failed", seed + str(first.get("reason", "failed"))
+        entry["stderr_tail"], entry["log"] = first.get("stderr_tail", []), first.get("log")
+    elif len(measured) < expected:
+        entry["status"] = "interrupted"
+        entry["reason"] = (
+            f"{len(measured)} of {expected} seed runs finished before the study was interrupted"
+            if runs
+            else "not started: the study was interrupted"
+        )
+    else:
+        entry["status"] = "measured"
     entry["runs"] = runs
     return entry

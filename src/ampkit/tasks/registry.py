@@ -1,9 +1,16 @@
-"""Find a task factory by built-in name or ``module:factory`` path."""
+"""Find a task factory by built-in name or ``module:factory`` path.
+
+Every way a ``--task`` can be wrong (unknown name, a module that is missing, raises on import
+or has a syntax error, a factory that is missing, not callable, raises or returns the wrong
+thing) is one :class:`~ampkit.errors.UsageError` line, never a traceback.
+"""
 
 from __future__ import annotations
 
 import importlib
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import UsageError
 from .base import Task, TaskSpec
@@ -17,28 +24,69 @@ BUILTIN: dict[str, str] = {
     "ct": "ampkit.tasks.ct:make_task",
 }
 
+VALID = f"valid: {', '.join(BUILTIN)} or module:factory"
+
+
+def describe_exception(err: BaseException) -> str:
+    """``Type: first line of the message (file:line)`` — where the innermost frame raised it."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    frames = traceback.extract_tb(err.__traceback__)
+    if frames and not isinstance(err, SyntaxError):  # a SyntaxError's message already names file and line
+        last = frames[-1]
+        text += f" ({last.filename}:{last.lineno})"
+    return text
+
 
 def resolve_factory(name: str) -> TaskFactory:
     """The factory for a built-in name or a ``package.module:callable`` path."""
     target = BUILTIN.get(name, name)
-    if ":" not in target:
-        raise UsageError(f"unknown task {name!r}; valid: {', '.join(BUILTIN)} or module:factory")
     module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"--task {name}: unknown task {name!r}; {VALID}")
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        stem = Path(module_name).stem if module_name.endswith(".py") else "mytasks"
+        raise UsageError(
+            f"--task {name}: {module_name!r} is not a module name; valid: module:factory with a dotted "
+            f"module name on the Python path, e.g. {stem}:{attr} (PYTHONPATH=folder of {stem}.py)"
+        )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise UsageError(f"task {name!r}: cannot import {module_name!r} ({err})") from None
+    except ModuleNotFoundError as err:
+        if err.name == module_name or module_name.startswith(f"{err.name}."):
+            raise UsageError(
+                f"--task {name}: no module {module_name!r} on the Python path "
+                f"(PYTHONPATH may name its folder); {VALID}"
+            ) from None
+        raise UsageError(
+            f"--task {name}: importing {module_name!r} failed: {describe_exception(err)}"
+        ) from None
+    except (Exception, SystemExit) as err:  # a user's module: any error on import is its fault
+        raise UsageError(
+            f"--task {name}: importing {module_name!r} failed: {describe_exception(err)}"
+        ) from None
     factory = getattr(module, attr, None)
+    if factory is None:
+        raise UsageError(f"--task {name}: module {module_name!r} has no {attr!r}; {VALID}")
     if not callable(factory):
-        raise UsageError(f"task {name!r}: {module_name!r} has no callable {attr!r}")
+        raise UsageError(
+            f"--task {name}: {module_name}.{attr} is not callable ({type(factory).__name__}); "
+            "valid: a callable taking a TaskSpec and returning a Task"
+        )
     return factory
 
 
 def build_task(name: str, spec: TaskSpec) -> Task:
     """Build a task and check it honours the contract."""
-    task = resolve_factory(name)(spec)
+    factory = resolve_factory(name)
+    try:
+        task = factory(spec)
+    except (Exception, SystemExit) as err:
+        if name in BUILTIN:
+            raise  # ampkit's own factory failing is a bug, not a bad --task: keep the traceback
+        raise UsageError(f"--task {name}: the factory raised {describe_exception(err)}") from None
     if not isinstance(task, Task):
         raise UsageError(
-            f"task {name!r}: the factory returned {type(task).__name__}, expected ampkit.tasks.Task"
+            f"--task {name}: the factory returned {type(task).__name__}; valid: a factory returning ampkit.tasks.Task"
         )
     return task

@@ -1,0 +1,20 @@
+"""``PrecisionOptimizer``: loss scaling, accumulation, unscale -> clip -> step -> update, and the outcome.
+
+- :mod:`.wrapper`: :class:`PrecisionOptimizer` itself;
+- :mod:`.outcome`: :class:`StepOutcome` and the reasons a step is not applied;
+- :mod:`.rebind`: carrying a scheduler over to a rebuilt optimizer;
+- :mod:`.scaler_state`: the GradScaler record the wrapper reads.
+"""
+
+from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome, is_finite
+from .wrapper import PrecisionOptimizer, grads_finite
+
+__all__ = [
+    "NONFINITE_GRADIENTS",
+    "NO_GRADIENTS",
+    "SCALER_SKIPPED",
+    "PrecisionOptimizer",
+    "StepOutcome",
+    "grads_finite",
+    "is_finite",
+]

@@ -1,0 +1,99 @@
+"""``Precision.prepare`` for parameters that do not live in an ``nn.Module``.
+
+Gaussian-splatting models and many research scripts keep their ``nn.Parameter`` s on a plain
+object (``gaussians._xyz``, ``gaussians._opacity``, ...). :func:`prepare_tensors` accepts an
+iterable of tensors or a mapping name -> tensor (``vars(gaussians)``: values that are neither
+tensors nor modules, such as ints, functions or an optimizer, are left alone) and moves and
+casts them *in place* — ``t.data = t.data.to(...)``, gradients too — so every optimizer,
+list and attribute holding them keeps seeing the same tensor objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .keep_fp32 import ModuleFilter
+
+ACCEPTED = "an nn.Module, an iterable of parameters/tensors, or a mapping name -> parameter/tensor (e.g. vars(obj))"
+_VALID = f"valid: {ACCEPTED}"
+
+
+def move_tensor_(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> None:
+    """Move ``tensor`` (and its ``.grad``) to ``device`` and, when floating and ``dtype`` is given,
+    to ``dtype`` — in place: the tensor object stays the same."""
+    target = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+    if tensor.device != device or tensor.dtype != target:
+        with torch.no_grad():
+            tensor.data = tensor.data.to(device=device, dtype=target)
+    grad = tensor.grad
+    if grad is not None and (grad.device != tensor.device or grad.dtype != tensor.dtype):
+        grad.data = grad.data.to(device=tensor.device, dtype=tensor.dtype)
+
+
+def _kind(obj: object) -> str:
+    return type(obj).__name__
+
+
+def prepare_tensors(
+    obj: Any,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    keep: ModuleFilter,
+    prepare_module: Callable[[nn.Module], nn.Module],
+) -> Any:
+    """Move/cast the tensors of ``obj`` (a tensor, an iterable of tensors, or a mapping whose tensor
+    values are cast unless ``keep.matches_key(key)``; module values go through ``prepare_module``).
+    Returns ``obj``. Anything else is a one-line :class:`~ampkit.errors.UsageError`."""
+    if isinstance(obj, torch.Tensor):
+        move_tensor_(obj, device, dtype)
+        return obj
+    if isinstance(obj, Mapping):
+        found = 0
+        for key, value in obj.items():
+            if isinstance(value, torch.Tensor):
+                move_tensor_(value, device, None if keep.matches_key(str(key)) else dtype)
+                found += 1
+            elif isinstance(value, nn.Module):
+                prepare_module(value)
+                found += 1
+        if not found:
+            raise UsageError(f"prepare(): the {_kind(obj)} holds no tensors or modules; {_VALID}")
+        return obj
+    if isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
+        raise UsageError(f"prepare(): unsupported type {_kind(obj)!r}; {_VALID}")
+    items = list(obj)
+    for i, item in enumerate(items):
+        if not isinstance(item, (torch.Tensor, nn.Module)):
+            raise UsageError(f"prepare(): item {i} of the {_kind(obj)} is of type {_kind(item)!r}; {_VALID}")
+    for item in items:
+        if isinstance(item, nn.Module):
+            prepare_module(item)
+        else:
+            move_tensor_(item, device, dtype)
+    return obj
+
+
+def floating_dtypes(obj: Any) -> list[torch.dtype]:
+    """dtypes of the floating tensors ``prepare`` would touch in ``obj`` (for ``describe``)."""
+    if isinstance(obj, nn.Module):
+        return [p.dtype for p in obj.parameters()]
+    if isinstance(obj, torch.Tensor):
+        values: Iterable[Any] = [obj]
+    elif isinstance(obj, Mapping):
+        values = obj.values()
+    elif isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
+        values = obj
+    else:
+        return []
+    out: list[torch.dtype] = []
+    for value in values:
+        if isinstance(value, nn.Module):
+            out += [p.dtype for p in value.parameters()]
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            out.append(value.dtype)
+    return out

@@ -1,0 +1,146 @@
+"""``ampkit compare`` with real arm processes: failures reach the exit code, and no arm outlives its study.
+
+Signals need a real parent: those tests start ``python -m ampkit compare`` on a task whose
+first batch never comes (``failing_task:make_task_stuck``: the arm writes nothing, so no broken
+pipe can end it when the parent goes), find its arm in /proc, signal the parent and watch the
+arm go. Arms find the tests' task modules through PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ampkit.cli import main
+from ampkit.hardware import device_capabilities
+from ampkit.study import plan_arms
+
+TESTS = Path(__file__).resolve().parent
+SMALL = ["--size", "small", "--batch-size", "8", "--steps", "3", "--warmup-steps", "1", "--device", "cpu"]
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone: it runs no code and holds no memory)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def arms_of(parent: int) -> list[int]:
+    """Pids of the study arms whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == parent:
+                try:
+                    cmdline = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"ampkit.study.arm" in cmdline:
+                    found.append(int(entry.name))
+    return found
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` stops within ``seconds``; one that does not is killed here (the test failed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        return False
+    return True
+
+
+def start_study(out: Path) -> tuple[subprocess.Popen[str], int]:
+    """A study whose single arm is stuck for minutes; returns the parent and its arm's pid."""
+    cmd = [sys.executable, "-m", "ampkit", "compare", "--task", "failing_task:make_task_stuck", "--precisions", "fp32",
+           *SMALL, "--steps", "5000", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and parent.poll() is None:
+        arms = arms_of(parent.pid)
+        if arms:
+            return parent, arms[0]
+        time.sleep(0.05)
+    parent.kill()
+    raise AssertionError(f"no arm started: {parent.communicate()[1]}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_study_stops_its_arm_and_writes_what_it_has(tmp_path: Path, sig: int) -> None:
+    parent, arm = start_study(tmp_path)
+    assert os.getpgid(arm) == arm != os.getpgid(parent.pid), "the arm runs in its own process group"
+    time.sleep(0.5)  # let it get going
+    parent.send_signal(sig)
+    try:
+        _, err = parent.communicate(timeout=30)
+    finally:
+        parent.kill()
+    assert gone_within(arm, 3.0), f"arm {arm} still running after the study stopped"
+    assert parent.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    study = json.loads((tmp_path / "results.json").read_text())
+    assert study["interrupted"] is True
+    assert study["arms"][0]["status"] == "interrupted" and study["arm_order"][0]["pid"] == arm
+    assert "interrupted" in (tmp_path / "report.md").read_text()
+
+
+def test_kill_9_of_the_study_takes_its_arm_along(tmp_path: Path) -> None:
+    parent, arm = start_study(tmp_path)
+    time.sleep(0.5)
+    parent.kill()  # SIGKILL: the parent runs no cleanup at all
+    parent.wait()
+    assert gone_within(arm, 3.0), f"arm {arm} outlived its killed parent"
+
+
+def test_a_failed_arm_is_exit_1_with_its_stderr_tail_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 0 trains, seed 1's data pipeline raises: exit 1, every output written, the failure shown."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    argv = ["compare", "--task", "failing_task:make_task_seed1", "--precisions", "fp16-mixed", "--seeds", "0,1",
+            *SMALL, "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    for name in ("results.json", "results.csv", "report.md", "loss_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    arm = json.loads((tmp_path / "results.json").read_text())["arms"][0]
+    assert arm["status"] == "failed" and [r["status"] for r in arm["runs"]] == ["measured", "failed"]
+    assert arm["reason"] == "seed 1: BatchError: shard for micro-batch 0 is unreadable"
+    tail = arm["stderr_tail"]
+    assert 1 < len(tail) <= 5 and any("failing_task.BatchError: shard for micro-batch 0" in ln for ln in tail)
+    assert arm["log"] == "arms/fp16-mixed-seed1.log" and (tmp_path / arm["log"]).exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "fp16-mixed: failed: seed 1: BatchError" in report and all(ln in report for ln in tail)
+    assert "fp16-mixed: failed: seed 1: BatchError" in out and all(f"| {ln}" in out for ln in tail)
+    assert "fp16-mixed-seed0: 1 process, pid" in out and "fp16-mixed-seed1: 1 process, pid" in out
+    errors = [ln for ln in err.splitlines() if "error:" in ln]
+    assert errors == [f"ampkit compare: error: 1 of 1 arms failed: fp16-mixed ({arm['reason']}); "
+                      f"see {tmp_path}/report.md"]  # fmt: skip
+    # the fit warning of each arm reaches the console once, named after the arm
+    fit = plan_arms(["fp16-mixed"], device_capabilities("cpu"))[0].warnings
+    for label in ("fp16-mixed-seed0", "fp16-mixed-seed1"):
+        warned = [ln for ln in out.splitlines() if ln.startswith(f"{label}: warning:")]
+        assert warned == [f"{label}: warning: {w}" for w in fit]
