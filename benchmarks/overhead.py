@@ -1,12 +1,14 @@
 """ampkit's step time over a hand-written torch.amp loop's: same model, data and order.
 
-Three loops train identical copies of ``tinygpt`` under bf16-mixed on the CPU:
+Four loops train identical copies of ``tinygpt`` under bf16-mixed on the CPU:
   hand    — torch.autocast + torch.amp.GradScaler(enabled=False) + AdamW, written out by hand
-  api     — ampkit's public API (Precision.autocast, PrecisionOptimizer.backward/step)
+  api     — ampkit's public API (Precision.autocast, PrecisionOptimizer.backward/step), defaults:
+            the non-finite gradient check on (skip_nonfinite=True)
+  nocheck — the same with skip_nonfinite=False: ``api/nocheck`` is what the check costs
   engine  — ampkit.engine.run_step (fp32 loss, sync context, records), grad-norm tracking off
-They run interleaved in rounds, the order rotating each round (hand-api-engine, api-engine-hand,
-...), so drift of the machine and position in a round hit all three alike; each figure is the
-median over all timed steps, warm-up excluded.
+They run interleaved in rounds, the order rotating each round (hand-api-nocheck-engine,
+api-nocheck-engine-hand, ...), so drift of the machine and position in a round hit all alike;
+each figure is the median over all timed steps, warm-up excluded.
 
     python benchmarks/overhead.py [--rounds 12] [--steps 8] [--batch-size 16] [--precision bf16-mixed]
 """
@@ -18,6 +20,7 @@ import copy
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -53,12 +56,24 @@ def main() -> None:
     scaler = torch.amp.GradScaler("cpu", enabled=precision.spec.grad_scaler)
     dtype = precision.spec.autocast_dtype
 
-    api_model = copy.deepcopy(run.model)
-    api_opt = PrecisionOptimizer(
-        torch.optim.AdamW(api_model.parameters(), lr=task.default_lr, weight_decay=config.weight_decay),
-        precision,
-    )
-    counters = {"hand": 0, "api": 0, "engine": 0}
+    def api_loop(skip_nonfinite: bool) -> Callable[[int], None]:
+        model = copy.deepcopy(run.model)
+        adamw = torch.optim.AdamW(model.parameters(), lr=task.default_lr, weight_decay=config.weight_decay)
+        opt = PrecisionOptimizer(adamw, precision, skip_nonfinite=skip_nonfinite)
+
+        def step(i: int) -> None:
+            inputs, targets = task.train_batch(i)
+            with precision.autocast():
+                logits = model(precision.cast_inputs(inputs))
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+            opt.backward(loss)
+            opt.step()
+            loss.item()
+
+        return step
+
+    api_step, nocheck_step = api_loop(skip_nonfinite=True), api_loop(skip_nonfinite=False)
+    counters = {"hand": 0, "api": 0, "nocheck": 0, "engine": 0}
 
     def hand_step() -> None:
         inputs, targets = task.train_batch(counters["hand"])
@@ -71,20 +86,16 @@ def main() -> None:
         hand_opt.zero_grad(set_to_none=True)
         loss.item()
 
-    def api_step() -> None:
-        inputs, targets = task.train_batch(counters["api"])
-        with precision.autocast():
-            logits = api_model(precision.cast_inputs(inputs))
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        api_opt.backward(loss)
-        api_opt.step()
-        loss.item()
-
     def engine_step() -> None:
         loss, _ = run_step(run, counters["engine"])
         loss.item()
 
-    loops = {"hand": hand_step, "api": api_step, "engine": engine_step}
+    loops = {
+        "hand": hand_step,
+        "api": lambda: api_step(counters["api"]),
+        "nocheck": lambda: nocheck_step(counters["nocheck"]),
+        "engine": engine_step,
+    }
     times: dict[str, list[float]] = {name: [] for name in loops}
     with precision.scope():
         for name, step in loops.items():
@@ -116,6 +127,8 @@ def main() -> None:
         )
     print(f"overhead api/hand = {statistics.median(times['api']) / hand:.4f} (target <= 1.01)")
     print(f"overhead engine/hand = {statistics.median(times['engine']) / hand:.4f}")
+    check = statistics.median(times["api"]) / statistics.median(times["nocheck"])
+    print(f"nonfinite check on/off = {check:.4f}x (target <= 1.01x)")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,13 @@ def fsync_dir(directory: Path) -> None:
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes]]:
     """A handle on a temporary file beside ``path``; on a clean exit it is fsynced and renamed over
     ``path`` (then the folder is fsynced). On any error the temporary file is removed and ``path``
-    keeps its old content. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8 text)."""
+    keeps its old content. ``mode`` must be ``"wb"`` (text goes through :func:`write_atomic`)."""
+    if mode != "wb":
+        raise ValueError(f"atomic_open mode {mode!r}; valid: 'wb'")
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     try:
-        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **kwargs) as handle:
+        with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -14,7 +14,7 @@ import os
 import time
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_all_start_methods, get_context
@@ -128,8 +128,9 @@ def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str,
 
 def _encoded(
     jobs: list[int], sources: list[Source], codec: CodecOptions, workers: int
-) -> Iterator[tuple[str, bytes, bytes]]:
+) -> Generator[tuple[str, bytes, bytes], None, None]:
     """Encoded samples for ``jobs`` in order; at most ``2 * workers`` in flight to bound memory."""
+    workers = min(workers, len(jobs))  # no idle processes (and none at all for a finished resume)
     if workers <= 1:
         for i in jobs:
             yield encode_sample(i, sources[i], codec)
@@ -138,7 +139,6 @@ def _encoded(
     # per worker). Forking is safe here because the parent runs no threads meanwhile (the CLI's
     # progress bar refreshes on each sample, without its own thread) and workers only use numpy.
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    workers = min(workers, len(jobs))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
         pending: deque[Future[tuple[str, bytes, bytes]]] = deque()
         todo = iter(jobs)
@@ -165,22 +165,25 @@ def _write(
     jobs = [i for n, members in enumerate(plan) if n not in state.done for i in members]
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     stream = _encoded(jobs, sources, opts.codec, opts.workers)
-    for number, members in enumerate(plan):
-        if number in state.done:
-            continue
-        writer = ShardWriter(state.out, number)
-        try:
-            for i in members:
-                key, bin_bytes, json_bytes = next(stream)
-                writer.add(key, bin_bytes, json_bytes)
-                if on_sample is not None:
-                    on_sample(sources[i].numel * 4)
-                if delay:
-                    time.sleep(delay)
-            state.written.append(writer.close())
-        except BaseException:
-            writer.abort()
-            raise
+    try:
+        for number, members in enumerate(plan):
+            if number in state.done:
+                continue
+            writer = ShardWriter(state.out, number)
+            try:
+                for i in members:
+                    key, bin_bytes, json_bytes = next(stream)
+                    writer.add(key, bin_bytes, json_bytes)
+                    if on_sample is not None:
+                        on_sample(sources[i].numel * 4)
+                    if delay:
+                        time.sleep(delay)
+                state.written.append(writer.close())
+            except BaseException:
+                writer.abort()  # a full disk or an interrupt leaves no temporary shard
+                raise
+    finally:
+        stream.close()  # stops the worker pool now, also when a write failed
 
 
 def convert(

@@ -93,7 +93,23 @@ def save_atomic(obj: Any, path: Path) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with writing(path):
-        write_with(path, lambda handle: torch.save(obj, handle))
+        try:
+            write_with(path, lambda handle: torch.save(obj, handle))
+        except RuntimeError as err:  # torch's zip writer hides a failed write behind its own error
+            fault = _os_error_in(err)
+            if fault is None:
+                raise
+            raise fault from err
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The :class:`OSError` that ``err`` was raised while handling, if any."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _refused(path: Path, err: pickle.UnpicklingError) -> UsageError:

@@ -79,7 +79,8 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.fd: int | None = None
-        self.created_folder = False
+        self.created: list[Path] = []
+        """Folders this lock created (innermost first), removed again when the run is refused."""
 
     def acquire(self) -> None:
         """Take the lock (creating the folder if needed) or raise :class:`UsageError` naming the holder.
@@ -91,8 +92,9 @@ class RunLock:
         if self.folder.exists() and not self.folder.is_dir():
             raise UsageError(f"{self.folder}: is a file, not a folder; valid: a run folder (created if missing)")
         if not self.folder.is_dir():
+            missing = [self.folder, *(p for p in self.folder.parents if not p.exists())]
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.created_folder = True
+            self.created = missing
         fd = _open_locked(self.path)
         if fd is None:
             holder = read_holder(self.path)
@@ -118,11 +120,14 @@ class RunLock:
             self.fd = None
 
     def close(self, failed: bool = False) -> None:
-        """:meth:`release`; after a failure, also remove the folder if this lock created it and it is empty."""
+        """:meth:`release`; after a failure, also remove the folders the lock created, if still empty."""
         self.release()
-        if self.created_folder and failed:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only succeeds when empty: a refused run leaves nothing behind
+        if failed:
+            for folder in self.created:  # rmdir only removes empty ones: a refused run leaves nothing
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 @contextlib.contextmanager

@@ -5,7 +5,9 @@ holds it and anything it starts; stopping the arm signals the whole group. A ter
 reaches only the parent, which stops the arms itself (and writes what it has). On Linux the
 arm also asks the kernel for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), set
 by a few lines that run before the arm imports anything heavy; if the parent is already gone
-by then, the arm exits at once. So ``kill -9`` of the parent takes the arms with it.
+by then, the arm exits at once. So ``kill -9`` of the parent takes the arms with it. (The
+kernel sends that signal when the *thread* that started the arm ends: the study starts its arms
+from the thread that runs it and waits for them there.)
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ def start_arm(command: list[str], env: dict[str, str], stderr: IO[str]) -> subpr
 
 def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
     try:
-        os.killpg(proc.pid, sig)  # the session leader's pid is its group id
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, sig)  # the session leader's pid is its group id
+        elif proc.poll() is None:  # no process groups (Windows): the arm itself
+            proc.kill()
     except (ProcessLookupError, PermissionError):
         pass
 

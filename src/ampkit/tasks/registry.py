@@ -8,6 +8,8 @@ thing) is one :class:`~ampkit.errors.UsageError` line, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +40,17 @@ def describe_exception(err: BaseException) -> str:
     return text
 
 
+def _import_user_module(module_name: str) -> object:
+    """Import ``module_name``; a module or package in the current folder is found as ``python -m``
+    would find it, so ``ampkit train --task mytask:make_task`` works beside ``mytask.py``."""
+    top = module_name.split(".")[0]
+    here = os.getcwd()
+    local = Path(here, f"{top}.py").is_file() or Path(here, top, "__init__.py").is_file()
+    if local and here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(module_name)
+
+
 def resolve_factory(name: str) -> TaskFactory:
     """The factory for a built-in name or a ``package.module:callable`` path."""
     target = BUILTIN.get(name, name)
@@ -51,12 +64,12 @@ def resolve_factory(name: str) -> TaskFactory:
             f"module name on the Python path, e.g. {stem}:{attr} (PYTHONPATH=folder of {stem}.py)"
         )
     try:
-        module = importlib.import_module(module_name)
+        module = _import_user_module(module_name)
     except ModuleNotFoundError as err:
         if err.name == module_name or module_name.startswith(f"{err.name}."):
             raise UsageError(
                 f"--task {name}: no module {module_name!r} on the Python path "
-                f"(PYTHONPATH may name its folder); {VALID}"
+                f"(the current folder or PYTHONPATH); {VALID}"
             ) from None
         raise UsageError(
             f"--task {name}: importing {module_name!r} failed: {describe_exception(err)}"
