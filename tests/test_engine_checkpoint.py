@@ -209,7 +209,18 @@ def test_cli_full_disk_is_one_line_exit_1(
         (out / name).write_bytes((run_dir / name).read_bytes())
     before = (out / which).read_bytes()
     full_disk(monkeypatch, which, budget=100)
-    argv = ["train", "--size", "small", "--steps", "3", "--batch-size", "8", "--no-progress", "--out", str(out)]
+    argv = [
+        "train",
+        "--size",
+        "small",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     code = main([*argv, "--resume"])
     err = capsys.readouterr().err
     assert code == 1, err
@@ -318,4 +329,21 @@ def test_launcher_workers_share_their_parents_lock(tmp_path: Path) -> None:
             RunLock(tmp_path).acquire()  # same process, other handle: not our parent, refused
     finally:
         lock.release()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_file_system_without_locks_warns_and_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ampkit.engine.runlock as runlock
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(runlock.fcntl, "flock", no_locks)
+    lock = RunLock(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ampkit"):
+        lock.acquire()
+    assert "cannot be locked (No locks available): a second run on it would not be refused" in caplog.text
+    lock.release()
     assert not (tmp_path / LOCK_NAME).exists()

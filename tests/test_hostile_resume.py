@@ -45,7 +45,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     threads = torch.get_num_threads()
     try:
         train(
-            TrainConfig(task="digits", size="small", steps=2, batch_size=8, out=out, device="cpu", progress=False)
+            TrainConfig(
+                task="digits", size="small", steps=2, batch_size=8, out=out, device="cpu", progress=False
+            )
         )
     finally:
         torch.set_num_threads(threads)
@@ -77,17 +79,21 @@ def _stop_holders() -> Iterator[None]:
 
 
 # -- setups ---------------------------------------------------------------------------------------
-def copy_run(tmp: Path) -> Path:
-    """The trained run folder, copied to ``tmp/run``."""
+def copied(tmp: Path) -> Path:
+    """The trained run folder, copied to ``tmp/run``; returns its ``last.pt``."""
     shutil.copytree(_SOURCE["run"], tmp / "run")
     return tmp / "run" / "last.pt"
+
+
+def copy_run(tmp: Path) -> None:
+    copied(tmp)
 
 
 def run_then(change: Callable[[Path], None]) -> Callable[[Path], None]:
     """A setup copying the run folder, then applying ``change`` to its ``last.pt``."""
 
     def setup(tmp: Path) -> None:
-        change(copy_run(tmp))
+        change(copied(tmp))
 
     return setup
 
@@ -156,7 +162,7 @@ def zero_bytes_dict(ckpt: Path) -> None:
     torch.save({}, ckpt)
 
 
-def last_pt_folder(tmp: Path) -> None:
+def pt_folder(tmp: Path) -> None:
     copy_run(tmp)
     (tmp / "run" / "last.pt").unlink()
     (tmp / "run" / "last.pt").mkdir()
@@ -227,7 +233,11 @@ BAD_FILES: list[tuple[str, Callable[[Path], None], str]] = [
     ("foreign-dict", torch_saved(lambda _: {"weights": torch.ones(2)}), "a dict without model"),
     ("empty-dict", zero_bytes_dict, "a dict without model"),
     ("step-is-a-string", tampered(lambda s: s.update(step="2")), "'step' is a str, not a int"),
-    ("config-unknown-field", tampered(lambda s: s["config"].update(colour="red")), "its config does not load"),
+    (
+        "config-unknown-field",
+        tampered(lambda s: s["config"].update(colour="red")),
+        "its config does not load",
+    ),
     ("exec-payload", bomb(ExecPayload), "refused: weights_only); it references exec"),
     ("touch-payload", bomb(TouchPayload), "refused: weights_only)"),
     ("raw-pickle-payload", bomb(ExecPayload, wrap=False), "refused: weights_only)"),
@@ -242,40 +252,88 @@ def _bad_file_rows() -> list[Case]:
     return rows
 
 
-def drop_weight(state: dict[str, Any]) -> None:
+def _drop_weight(state: dict[str, Any]) -> None:
     state["model"].pop(next(iter(state["model"])))
 
 
+no_weight = tampered(_drop_weight)
+
+
+def conflict(id: str, flags: list[str], needle: str) -> Case:
+    """``train --resume`` on the trained run with ``flags`` that contradict its checkpoint."""
+    return Case(f"resume-{id}", [*RESUME, *flags], needle=needle, setup=copy_run)
+
+
+def accepted(
+    id: str, argv: list[str], needle: str = "", setup: Callable[[Path], None] | None = copy_run
+) -> Case:
+    """A row that trains on (exit 0; log lines besides the summary)."""
+    return Case(id, argv, code=0, lines=None, needle=needle, setup=setup)
+
+
+ANY = [*TRAIN, "--resume-any"]
 CASES = [
     # conflicting flags, each field alone, then together
-    Case("resume-other-seed", [*RESUME, "--seed", "1"], needle="trained with seed=0; these flags say seed=1; " + ADVICE, setup=copy_run),  # fmt: skip
-    Case("resume-other-batch-size", [*RESUME, "--batch-size", "4"], needle="batch_size=8; these flags say batch_size=4", setup=copy_run),  # fmt: skip
-    Case("resume-other-accumulate", [*RESUME, "--accumulate", "2"], needle="accumulate=1; these flags say accumulate=2", setup=copy_run),  # fmt: skip
-    Case("resume-other-size", [*RESUME, "--size", "default"], needle="size=small; these flags say size=default", setup=copy_run),  # fmt: skip
-    Case("resume-other-task", [*RESUME, "--task", "tinygpt"], needle="task=digits; these flags say task=tinygpt", setup=copy_run),  # fmt: skip
-    Case("resume-fewer-steps", [*RESUME, "--steps", "1"], needle="is already at step 2; these flags say steps=1", setup=copy_run),  # fmt: skip
-    Case("resume-seed-and-batch", [*RESUME, "--seed", "3", "--batch-size", "4"], needle="seed=0, batch_size=8; these flags say seed=3, batch_size=4", setup=copy_run),  # fmt: skip
-    Case("resume-seed-and-fewer-steps", [*RESUME, "--seed", "3", "--steps", "1"], needle="seed=0 (already at step 2); these flags say seed=3, steps=1", setup=copy_run),  # fmt: skip
+    conflict("other-seed", ["--seed", "1"], "trained with seed=0; these flags say seed=1; " + ADVICE),
+    conflict("other-batch-size", ["--batch-size", "4"], "batch_size=8; these flags say batch_size=4"),
+    conflict("other-accumulate", ["--accumulate", "2"], "accumulate=1; these flags say accumulate=2"),
+    conflict("other-size", ["--size", "default"], "size=small; these flags say size=default"),
+    conflict("other-task", ["--task", "tinygpt"], "task=digits; these flags say task=tinygpt"),
+    conflict("fewer-steps", ["--steps", "1"], "is already at step 2; these flags say steps=1"),
+    conflict(
+        "seed-and-batch", ["--seed", "3", "--batch-size", "4"], "seed=0, batch_size=8; these flags say seed=3"
+    ),
+    conflict(
+        "seed-fewer-steps", ["--seed", "3", "--steps", "1"], "seed=0 (already at step 2); these flags say"
+    ),
     # damaged, foreign and unsafe files, for train --resume and for evaluate
     *_bad_file_rows(),
-    Case("resume-weights-do-not-fit", RESUME, needle="its state does not load into this run", setup=run_then(tampered(drop_weight))),  # fmt: skip
-    Case("evaluate-weights-do-not-fit", EVALUATE, needle="its weights do not fit the model", setup=run_then(tampered(drop_weight))),  # fmt: skip
-    Case("resume-last-pt-is-a-folder", RESUME, needle="last.pt: is a folder, not a checkpoint file", setup=last_pt_folder),  # fmt: skip
+    Case(
+        "resume-weights-do-not-fit", RESUME, needle="does not load into this run", setup=run_then(no_weight)
+    ),
+    Case(
+        "resume-other-precision-weights-do-not-fit",
+        [*RESUME, "--precision", "bf16-mixed"],
+        needle="does not load into this run",
+        setup=run_then(no_weight),
+    ),
+    Case(
+        "evaluate-weights-do-not-fit",
+        EVALUATE,
+        needle="weights do not fit the model",
+        setup=run_then(no_weight),
+    ),
+    Case(
+        "resume-last-pt-is-a-folder", RESUME, needle="last.pt: is a folder, not a checkpoint", setup=pt_folder
+    ),
     Case("evaluate-missing-folder", ["evaluate", "{tmp}/nowhere"], needle="no checkpoint at"),
-    Case("evaluate-metrics-json", ["evaluate", "{tmp}/run/metrics.json"], needle="metrics.json:", setup=copy_run),  # fmt: skip
+    Case(
+        "evaluate-metrics-json",
+        [*EVALUATE[:-1], "{tmp}/run/metrics.json"],
+        needle="metrics.json:",
+        setup=copy_run,
+    ),
     # another run holds the folder
     Case("resume-folder-in-use", RESUME, needle="run is in use by ampkit pid ", setup=locked),
     Case("train-folder-in-use", TRAIN, needle="; wait for it or use another --out", setup=locked),
-    # accepted: trains on (exit 0; log lines besides the summary)
-    Case("resume-any-other-seed", [*RESUME[:-1], "--resume-any", "--seed", "5"], code=0, lines=None, needle="--resume-any: continuing with the checkpoint's seed=0", setup=copy_run),  # fmt: skip
-    Case("resume-any-fewer-steps", [*RESUME[:-1], "--resume-any", "--steps", "1"], code=0, lines=None, needle="continuing with the checkpoint's steps=2", setup=copy_run),  # fmt: skip
-    Case("resume-more-steps", [*RESUME, "--steps", "3"], code=0, lines=None, needle="resumed from ", setup=copy_run),  # fmt: skip
-    Case("resume-other-precision", [*RESUME, "--precision", "bf16-mixed"], code=0, lines=None, needle="resuming a fp32 checkpoint under bf16-mixed", setup=copy_run),  # fmt: skip
-    Case("resume-without-checkpoint", RESUME, code=0, lines=None, needle="no checkpoint in ", setup=metrics_only),  # fmt: skip
-    Case("resume-into-empty-folder", RESUME, code=0, lines=None, needle="run: starting fresh"),
-    Case("resume-dead-lock-holder", RESUME, code=0, lines=None, needle="resumed from ", setup=dead_holder),  # fmt: skip
-    Case("resume-after-kill-leftovers", RESUME, code=0, lines=None, needle="removed 2 temporary file(s) left by a killed run", setup=with_leftovers),  # fmt: skip
-    Case("evaluate-good-checkpoint", EVALUATE, code=0, lines=None, setup=copy_run),
+    # accepted
+    accepted(
+        "resume-any-other-seed",
+        [*ANY, "--seed", "5"],
+        "--resume-any: continuing with the checkpoint's seed=0",
+    ),
+    accepted("resume-any-fewer-steps", [*ANY, "--steps", "1"], "continuing with the checkpoint's steps=2"),
+    accepted("resume-more-steps", [*RESUME, "--steps", "3"], "resumed from "),
+    accepted(
+        "resume-other-precision", [*RESUME, "--precision", "bf16-mixed"], "a fp32 checkpoint under bf16-mixed"
+    ),
+    accepted("resume-without-checkpoint", RESUME, "no checkpoint in ", setup=metrics_only),
+    accepted("resume-into-empty-folder", RESUME, "run: starting fresh", setup=None),
+    accepted("resume-dead-lock-holder", RESUME, "resumed from ", setup=dead_holder),
+    accepted(
+        "resume-after-kill-leftovers", RESUME, "removed 2 temporary file(s) left by", setup=with_leftovers
+    ),
+    accepted("evaluate-good-checkpoint", EVALUATE),
 ]
 
 

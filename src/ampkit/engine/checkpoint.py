@@ -5,7 +5,8 @@ RNG states included (NumPy's as a tensor of its key words), so :func:`load_check
 with ``torch.load(weights_only=True)``. A file that would need any other global to unpickle is
 refused, as is a damaged or foreign file, with one line naming the file and what is wrong
 (:class:`~ampkit.errors.UsageError`). Checkpoints from ampkit versions that saved NumPy's state
-as an ``ndarray`` still load: the three NumPy globals an array needs are allowed for that load.
+as an ``ndarray`` still load: the NumPy globals a numeric array needs (``ndarray``, ``dtype`` and
+its numeric classes, ``_reconstruct``) are allowed for the duration of each load, nothing else.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def _numpy_state(saved: Any) -> tuple[Any, ...]:
     if isinstance(saved, dict):  # this version's plain form
         keys = saved["keys"]
         keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
-        return (saved["name"], keys.astype(np.uint32), saved["pos"], saved["has_gauss"], saved["cached_gaussian"])
+        return (
+            saved["name"],
+            keys.astype(np.uint32),
+            saved["pos"],
+            saved["has_gauss"],
+            saved["cached_gaussian"],
+        )
     return tuple(saved)  # older checkpoints: np.random.get_state()'s tuple
 
 
@@ -152,11 +159,15 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Any
     except OSError as err:
         if err.errno in (errno.EIO, errno.ENOMEM, errno.ENXIO):
             raise OSError(err.errno, err.strerror, str(path)) from err
-        raise UsageError(f"{path}: damaged or truncated checkpoint ({err.strerror or err}); {VALID}") from None
+        raise UsageError(
+            f"{path}: damaged or truncated checkpoint ({err.strerror or err}); {VALID}"
+        ) from None
     except EOFError:
         raise UsageError(f"{path}: damaged or truncated checkpoint (the data ends early); {VALID}") from None
     except (KeyError, IndexError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
-        raise UsageError(f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); {VALID}") from None
+        raise UsageError(
+            f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); {VALID}"
+        ) from None
     except RuntimeError as err:
         reason = str(err).split(". ")[0].splitlines()[0][:120] if str(err) else type(err).__name__
         raise UsageError(f"{path}: damaged or truncated checkpoint ({reason}); {VALID}") from None
@@ -177,9 +188,11 @@ def check_checkpoint(state: Any, path: Path) -> dict[str, Any]:
     if missing:
         raise UsageError(f"{path}: not an ampkit checkpoint: a dict without {', '.join(missing)}; {VALID}")
     for key, kind in REQUIRED.items():
-        if not isinstance(state[key], kind) or isinstance(state[key], bool) and kind is int:
+        if not isinstance(state[key], kind) or (isinstance(state[key], bool) and kind is int):
             want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise UsageError(f"{path}: not an ampkit checkpoint: {key!r} is {_type_name(state[key])}, not a {want}")
+            raise UsageError(
+                f"{path}: not an ampkit checkpoint: {key!r} is {_type_name(state[key])}, not a {want}"
+            )
 
     try:
         TrainConfig.from_dict(state["config"])
@@ -202,7 +215,5 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path) -
     try:
         module.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        first = str(err).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:2])[:200] if first else type(err).__name__
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
         raise UsageError(f"{path}: its weights do not fit the model of its task ({detail})") from None
-

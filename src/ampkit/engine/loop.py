@@ -94,14 +94,16 @@ def _resume(run: RunSetup, state: dict[str, Any], path: Path) -> tuple[int, RunR
     except (TypeError, KeyError, ValueError) as err:
         raise UsageError(f"{path}: damaged checkpoint: its result does not load ({err})") from None
     resume_precision(run, state)  # a run that fell back resumes in the fallen-back mode
-    if state["precision"] != run.precision.name:
-        log.warning("ampkit: resuming a %s checkpoint under %s", state["precision"], run.precision.name)
     try:
         load_state_dicts(run.dist, run.model, run.optimizer, state["model"], state["optimizer"])
         restore_rank_rng(run.dist, state)
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
-        detail = " ".join(str(err).strip().splitlines()[:2])[:200] or type(err).__name__
-        raise UsageError(f"{path}: damaged checkpoint: its state does not load into this run ({detail})") from None
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise UsageError(
+            f"{path}: damaged checkpoint: its state does not load into this run ({detail})"
+        ) from None
+    if state["precision"] != run.precision.name:
+        log.warning("ampkit: resuming a %s checkpoint under %s", state["precision"], run.precision.name)
     # the history continues; what the run is now (config, precision, FLOP share) is this run's
     result.config = run.config.to_dict()
     result.enter_segment(run.precision.name, start + 1)
@@ -124,7 +126,10 @@ def train(
     against the config before anything is built (:mod:`~.resume`).
     """
     main = world_from_env()[0] == 0
-    with claim_run_folder(config.out, main=main), session(config.nproc, config.strategy, config.device) as dist:
+    with (
+        claim_run_folder(config.out, main=main),
+        session(config.nproc, config.strategy, config.device) as dist,
+    ):
         config, state = plan_resume(config)
         return _train(config, hooks, build_run(config, precision, dist), state)
 

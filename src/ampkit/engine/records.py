@@ -84,11 +84,13 @@ class RunResult:
         """
         if not self.segments and self.history:  # a result from before segments were recorded
             self.segments = segments_from(self)
+        if self.segments and self.segments[-1]["precision"] != precision and not self.segments[-1]["steps"]:
+            self.segments.pop()
         if self.segments and self.segments[-1]["precision"] == precision:
             return
-        if self.segments and not self.segments[-1]["steps"]:
-            self.segments.pop()
-        self.segments.append({"precision": precision, "from_step": from_step, "to_step": from_step - 1, "steps": 0})
+        self.segments.append(
+            {"precision": precision, "from_step": from_step, "to_step": from_step - 1, "steps": 0}
+        )
 
     def add_step(self, record: StepRecord) -> None:
         """Append ``record`` to the history; the current segment now ends at its step."""

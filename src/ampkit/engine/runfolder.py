@@ -49,7 +49,9 @@ def remove_leftovers(out: Path) -> list[Path]:
     removed = [p for name in RUN_FILES for p in remove_stale_temps(out, name)]
     if removed:
         names = ", ".join(p.name for p in removed)
-        log.info("ampkit: removed %d temporary file(s) left by a killed run in %s: %s", len(removed), out, names)
+        log.info(
+            "ampkit: removed %d temporary file(s) left by a killed run in %s: %s", len(removed), out, names
+        )
     return removed
 
 

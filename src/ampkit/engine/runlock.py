@@ -14,7 +14,9 @@ whose workers see their parent as the holder, or in rank 0 under an external lau
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import sys
 import time
@@ -31,6 +33,10 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not locked
 
 #: The lock file inside a run folder.
 LOCK_NAME = ".ampkit.lock"
+#: ``flock`` errors of file systems without locks (some network mounts): the run goes on unlocked.
+UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+log = logging.getLogger("ampkit")
 
 
 def read_holder(path: Path) -> dict[str, Any]:
@@ -59,6 +65,16 @@ def _open_locked(path: Path) -> int | None:
         except BlockingIOError:
             os.close(fd)
             return None
+        except OSError as err:
+            if err.errno not in UNSUPPORTED:
+                os.close(fd)
+                raise
+            log.warning(
+                "ampkit: warning: %s cannot be locked (%s): a second run on it would not be refused",
+                path.parent,
+                err.strerror,
+            )
+            return fd  # held without a lock: the run goes on
         except BaseException:
             os.close(fd)
             raise
@@ -90,7 +106,9 @@ class RunLock:
         if fcntl is None:
             return
         if self.folder.exists() and not self.folder.is_dir():
-            raise UsageError(f"{self.folder}: is a file, not a folder; valid: a run folder (created if missing)")
+            raise UsageError(
+                f"{self.folder}: is a file, not a folder; valid: a run folder (created if missing)"
+            )
         if not self.folder.is_dir():
             missing = [self.folder, *(p for p in self.folder.parents if not p.exists())]
             self.folder.mkdir(parents=True, exist_ok=True)
