@@ -36,6 +36,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[b
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     try:
+        os.fchmod(fd, _mode_for(target))  # mkstemp makes 0600; keep the file's mode, or the umask's
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -45,6 +46,16 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[b
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits the rewritten file keeps: the old file's, else 0666 less the umask."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:

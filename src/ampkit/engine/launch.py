@@ -133,13 +133,13 @@ def run_distributed(config: TrainConfig, *, timeout_s: float | None = None) -> R
     """
     check_split(config.nproc, config.strategy, config.batch_size)
     check_devices(config.nproc, config.device)
-    log.info(launch_line(config))
     with tempfile.TemporaryDirectory(prefix="ampkit-launch-") as tmp:
         out = Path(config.out) if config.out is not None else Path(tmp) / "run"
         with held_for_launch(dataclasses.replace(config, out=out)) as conf:  # lock, resume check
             check_split(conf.nproc, conf.strategy, conf.batch_size)  # --resume-any: the checkpoint's batch
             path = Path(tmp) / "config.json"
             path.write_text(json.dumps(conf.to_dict()))
+            log.info(launch_line(conf))  # after every check: a refused run prints only its error
             launch([sys.executable, "-m", __name__, str(path)], config.nproc, timeout_s=timeout_s)
         from .loop import METRICS_NAME
 

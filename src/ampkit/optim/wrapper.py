@@ -32,12 +32,19 @@ def _is_ddp(model: nn.Module | None) -> bool:
     return isinstance(model, nn.parallel.DistributedDataParallel)
 
 
-def grads_finite(grads: list[torch.Tensor]) -> bool:
-    """Every gradient entry finite: one fused max-abs reduction per device and dtype, one host sync.
-
-    The inf-norm cannot overflow (a 2-norm of large finite gradients can), and NaN propagates.
-    """
+def _exactly_finite(grads: list[torch.Tensor]) -> bool:
+    # The max-abs norm cannot overflow and NaN propagates through it; it is ~15x slower than the
+    # vectorised 2-norm on a CPU, so it only confirms steps whose 2-norm came out non-finite.
     return math.isfinite(float(nn.utils.get_total_norm(grads, norm_type=math.inf)))
+
+
+def grads_finite(grads: list[torch.Tensor]) -> bool:
+    """Every gradient entry finite: one fused 2-norm (foreach kernels per device and dtype), one host sync.
+
+    A non-finite 2-norm is confirmed on the entries themselves (the 2-norm of large finite fp16
+    gradients can overflow), which costs a second pass only on steps that look bad.
+    """
+    return math.isfinite(float(nn.utils.get_total_norm(grads))) or _exactly_finite(grads)
 
 
 class PrecisionOptimizer:
@@ -169,9 +176,9 @@ class PrecisionOptimizer:
     def _finite(self, grads: list[torch.Tensor], grad_norm: float | None) -> bool:
         """Whether the gradients are finite; free when the norm is known (a non-finite 2-norm is confirmed
         on the gradients themselves: in fp16-true the norm of finite gradients can overflow)."""
-        if grad_norm is not None and is_finite(grad_norm):
-            return True
-        return grads_finite(grads)
+        if grad_norm is None:
+            return grads_finite(grads)
+        return is_finite(grad_norm) or _exactly_finite(grads)
 
     def step(self) -> StepOutcome:
         """Unscale -> clip -> check -> step -> scaler update -> scheduler -> zero_grad; returns the outcome.
