@@ -76,7 +76,9 @@ def test_unscale_gives_true_gradients_and_step_clips_once(by_hand: bool) -> None
 
 def test_unscale_is_a_no_op_without_a_scaler_and_guards_its_order() -> None:
     model = _tiny()
-    opt = PrecisionOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), Precision("bf16-mixed"), accumulate=2)
+    opt = PrecisionOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1), Precision("bf16-mixed"), accumulate=2
+    )
     _backward(opt, model)
     with pytest.raises(PrecisionError, match=r"unscale_\(\) after 1 of 2 micro-batches"):
         opt.unscale_()
@@ -108,7 +110,7 @@ def test_a_step_without_gradients_is_reported_not_raised(mode: str) -> None:
     assert sched.get_last_lr() == [0.1]  # scheduler held
     assert all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
     # only some parameters with a gradient: those are updated, the others simply are not
-    x, y = _batch()
+    y = _batch()[1]
     with prec.autocast():
         out = model[2](torch.relu(prec.cast_inputs(torch.randn(16, 8))))
     opt.backward(F.cross_entropy(out.float(), y))
@@ -167,7 +169,9 @@ def test_nonfinite_gradients_are_skipped_by_default(mode: str, reason: str, trac
 
 def test_opting_out_lets_nan_reach_the_weights() -> None:
     model = _tiny()
-    opt = PrecisionOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), Precision("bf16-mixed"), skip_nonfinite=False)
+    opt = PrecisionOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1), Precision("bf16-mixed"), skip_nonfinite=False
+    )
     _backward(opt, model)
     model[2].bias.grad[0] = float("nan")  # type: ignore[index]
     assert opt.step().applied and torch.isnan(model[2].bias).any()
@@ -184,12 +188,16 @@ def test_fp16_true_norm_overflow_of_finite_gradients_is_not_a_skip() -> None:
 @pytest.mark.parametrize("track", [False, True])
 def test_the_check_costs_one_host_sync(track: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _tiny()
-    opt = PrecisionOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), Precision("bf16-mixed"), track_grad_norm=track)
+    opt = PrecisionOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1), Precision("bf16-mixed"), track_grad_norm=track
+    )
     _backward(opt, model)
     syncs = []
     for name in ("item", "__float__", "__bool__", "tolist"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda t, *a, _o=original, _n=name: syncs.append(_n) or _o(t, *a))
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda t, *a, _o=original, _n=name: syncs.append(_n) or _o(t, *a)
+        )
     assert opt.step().applied
     monkeypatch.undo()
     assert len(syncs) == 1, syncs
@@ -253,7 +261,9 @@ def test_param_groups_edited_in_place_need_no_rebind() -> None:
     x, y = _batch()
     params = adam.param_groups[0]["params"]
     with opt.precision.autocast():
-        out = F.linear(F.relu(F.linear(x, new, torch.cat([params[1], params[1][:1]]))[:, :8]), params[2], params[3])
+        out = F.linear(
+            F.relu(F.linear(x, new, torch.cat([params[1], params[1][:1]]))[:, :8]), params[2], params[3]
+        )
     opt.backward(F.cross_entropy(out.float(), y))
     before = new.detach().clone()
     outcome = opt.step()

@@ -16,6 +16,13 @@ from ampkit.errors import UsageError
 from ampkit.precision import PrecisionError, fp32_custom_bwd, fp32_custom_fwd
 
 
+@pytest.fixture(autouse=True)
+def _no_amp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """USE_AMP / AMP_DTYPE in the caller's environment would fill in a mode where no flag asks for one."""
+    monkeypatch.delenv("USE_AMP", raising=False)
+    monkeypatch.delenv("AMP_DTYPE", raising=False)
+
+
 def splat_parser() -> argparse.ArgumentParser:
     """The flags of a Gaussian-splatting ``train.py``, defined before ampkit sees the parser."""
     parser = argparse.ArgumentParser()
@@ -103,7 +110,9 @@ def test_prepare_mapping_casts_in_place_and_keeps_named_tensors(mode: str) -> No
     assert prec.prepare(attrs) is attrs
     dtype = prec.spec.param_dtype
     assert g._xyz is xyz and g._opacity is opacity  # the same objects: the optimizer still holds them
-    assert g._xyz.dtype == (torch.float32 if prec.spec.is_true_low else dtype)  # kept by keep_fp32 (true-half)
+    assert g._xyz.dtype == (
+        torch.float32 if prec.spec.is_true_low else dtype
+    )  # kept by keep_fp32 (true-half)
     assert g._opacity.dtype == g._scaling.dtype == dtype
     assert g._opacity.grad is not None and g._opacity.grad.dtype == dtype
     assert g.counts.dtype == torch.int32 and g.max_sh_degree == 3
@@ -144,7 +153,7 @@ def test_prepare_refuses_anything_else_in_one_line(obj: object, needle: str) -> 
 
 
 def test_prepare_int8_qat_needs_a_module() -> None:
-    with pytest.raises(UsageError, match="int8-qat: prepare\\(\\) needs an nn.Module"):
+    with pytest.raises(UsageError, match=re.escape("int8-qat: prepare() needs an nn.Module")):
         Precision("int8-qat").prepare(vars(Gaussians()))
 
 

@@ -31,7 +31,12 @@ def test_resolution(request_: PrecisionRequest, env: dict[str, str], mode: str) 
 # (device type, bf16 in hardware, what --amp / USE_AMP=1 choose, the reason logged)
 AUTO = [
     ("cpu", True, "bf16-mixed", "CPU: autocast's CPU dtype)"),
-    ("cpu", False, "bf16-mixed", "CPU: autocast's CPU dtype, bf16 emulated here (slow)"),  # never fp16 on a CPU
+    (
+        "cpu",
+        False,
+        "bf16-mixed",
+        "CPU: autocast's CPU dtype, bf16 emulated here (slow)",
+    ),  # never fp16 on a CPU
     ("cuda", True, "bf16-mixed", "cuda: bf16 in hardware"),
     ("cuda", False, "fp16-mixed", "cuda: no bf16 in hardware"),
 ]
@@ -42,12 +47,18 @@ def test_amp_and_use_amp_choose_by_device(
     device_type: str, bf16: bool, mode: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="ampkit"):
-        assert resolve(PrecisionRequest(amp=True), environ={}, device_type=device_type, bf16_in_hardware=bf16) == mode
+        assert (
+            resolve(PrecisionRequest(amp=True), environ={}, device_type=device_type, bf16_in_hardware=bf16)
+            == mode
+        )
         assert from_env({"USE_AMP": "1"}, device_type=device_type, bf16_in_hardware=bf16) == mode
     assert f"--amp chose {mode} ({reason}" in caplog.text
     assert f"USE_AMP=1 chose {mode} ({reason}" in caplog.text
     # an explicit dtype always wins over the device rule
-    assert resolve(PrecisionRequest(amp=True, amp_dtype="fp16"), environ={}, device_type=device_type) == "fp16-mixed"
+    assert (
+        resolve(PrecisionRequest(amp=True, amp_dtype="fp16"), environ={}, device_type=device_type)
+        == "fp16-mixed"
+    )
 
 
 def test_amp_on_a_cpu_without_bf16_warns_at_the_users_line() -> None:

@@ -6,8 +6,9 @@
 - :mod:`.scaler_state`: the GradScaler record the wrapper reads.
 """
 
+from .finite import grads_finite
 from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome, is_finite
-from .wrapper import PrecisionOptimizer, grads_finite
+from .wrapper import PrecisionOptimizer
 
 __all__ = [
     "NONFINITE_GRADIENTS",

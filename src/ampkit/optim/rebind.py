@@ -53,7 +53,7 @@ def _track_step_called(optimizer: torch.optim.Optimizer) -> None:
     step = optimizer.step
     if hasattr(step, "_wrapped_by_lr_sched") or not hasattr(step, "__func__"):
         return
-    func, ref = step.__func__, weakref.ref(optimizer)
+    func, ref = step.__func__, weakref.ref(optimizer)  # type: ignore[attr-defined]
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,6 @@ lines. The order is the one that is easy to get wrong by hand: scaled backward -
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from ..precision import Precision, PrecisionError
 from . import scaler_state
+from .finite import exactly_finite, grads_finite
 from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome, is_finite
 from .rebind import carry_schedule, repoint_scheduler
 
@@ -30,21 +30,6 @@ _UNSCALED_BACKWARD = (
 
 def _is_ddp(model: nn.Module | None) -> bool:
     return isinstance(model, nn.parallel.DistributedDataParallel)
-
-
-def _exactly_finite(grads: list[torch.Tensor]) -> bool:
-    # The max-abs norm cannot overflow and NaN propagates through it; it is ~15x slower than the
-    # vectorised 2-norm on a CPU, so it only confirms steps whose 2-norm came out non-finite.
-    return math.isfinite(float(nn.utils.get_total_norm(grads, norm_type=math.inf)))
-
-
-def grads_finite(grads: list[torch.Tensor]) -> bool:
-    """Every gradient entry finite: one fused 2-norm (foreach kernels per device and dtype), one host sync.
-
-    A non-finite 2-norm is confirmed on the entries themselves (the 2-norm of large finite fp16
-    gradients can overflow), which costs a second pass only on steps that look bad.
-    """
-    return math.isfinite(float(nn.utils.get_total_norm(grads))) or _exactly_finite(grads)
 
 
 class PrecisionOptimizer:
@@ -151,11 +136,11 @@ class PrecisionOptimizer:
     def _unscale(self) -> None:
         if self._unscaled:
             return
-        if self.scaler.is_enabled() and not scaler_state.already_unscaled(self.scaler, self.optimizer):
-            if self._grads():
-                if self._micro == 0:
-                    raise PrecisionError(_UNSCALED_BACKWARD)
-                self.scaler.unscale_(self.optimizer)
+        pending = self.scaler.is_enabled() and not scaler_state.already_unscaled(self.scaler, self.optimizer)
+        if pending and self._grads():  # no gradients: nothing to unscale, no empty inf check recorded
+            if self._micro == 0:
+                raise PrecisionError(_UNSCALED_BACKWARD)
+            self.scaler.unscale_(self.optimizer)
         self._unscaled = True
 
     def _norm(self, grads: list[torch.Tensor]) -> torch.Tensor | None:
@@ -178,7 +163,7 @@ class PrecisionOptimizer:
         on the gradients themselves: in fp16-true the norm of finite gradients can overflow)."""
         if grad_norm is None:
             return grads_finite(grads)
-        return is_finite(grad_norm) or _exactly_finite(grads)
+        return is_finite(grad_norm) or exactly_finite(grads)
 
     def step(self) -> StepOutcome:
         """Unscale -> clip -> check -> step -> scaler update -> scheduler -> zero_grad; returns the outcome.
@@ -209,7 +194,12 @@ class PrecisionOptimizer:
         return self._finish(applied, grad_norm, scale, next_scale, None if applied else SCALER_SKIPPED)
 
     def _finish(
-        self, applied: bool, grad_norm: float | None, scale: float | None, next_scale: float | None, reason: str | None
+        self,
+        applied: bool,
+        grad_norm: float | None,
+        scale: float | None,
+        next_scale: float | None,
+        reason: str | None,
     ) -> StepOutcome:
         self.steps += 1
         if applied:

@@ -41,9 +41,15 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
     (
         "mixed_precision",
-        dict(action="store_true", help="mixed precision for the whole pipeline; dtype from --amp_dtype (default fp16)."),
+        dict(
+            action="store_true",
+            help="mixed precision for the whole pipeline; dtype from --amp_dtype (default fp16).",
+        ),
     ),
-    ("amp_dtype", dict(default=None, metavar="{fp16,bf16}", help="autocast dtype for --mixed_precision / --amp.")),
+    (
+        "amp_dtype",
+        dict(default=None, metavar="{fp16,bf16}", help="autocast dtype for --mixed_precision / --amp."),
+    ),
     (
         "amp",
         dict(
@@ -53,7 +59,11 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
     (
         "keep_fp32",
-        dict(default=None, metavar="SPEC", help="modules kept in fp32, by type or name regex: 'LayerNorm,re:^head\\.'."),
+        dict(
+            default=None,
+            metavar="SPEC",
+            help="modules kept in fp32, by type or name regex: 'LayerNorm,re:^head\\.'.",
+        ),
     ),
     (
         "fp8_emulate",

@@ -24,7 +24,14 @@ from ..warn import warn
 from .aliases import PrecisionError, canonical_mode
 from .fit import check_fit
 from .fp8 import convert_to_fp8, count_fp8
-from .keep_fp32 import NORM_TYPES, ModuleFilter, _cast_floating, fp32_backward, fp32_forward, install_fp32_islands
+from .keep_fp32 import (
+    NORM_TYPES,
+    ModuleFilter,
+    _cast_floating,
+    fp32_backward,
+    fp32_forward,
+    install_fp32_islands,
+)
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
 from .qat import convert_int8, describe_quant, prepare_qat
 from .resolve import from_env, request_from_args, resolve
@@ -89,7 +96,9 @@ class Precision:
     ) -> Precision:
         """From ``USE_AMP=1`` / ``AMP_DTYPE=fp16|bf16``; fp32 when ``USE_AMP`` is unset."""
         caps = kw.pop("caps", None) or device_capabilities(device)
-        mode = from_env(environ, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware) or "fp32"
+        mode = (
+            from_env(environ, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware) or "fp32"
+        )
         return cls(mode, device, caps=caps, **kw)
 
     # -- identity -------------------------------------------------------------------------------
@@ -171,8 +180,8 @@ class Precision:
                     f"{self.name}: prepare() needs an nn.Module (it traces the model); got a {type(model).__name__}"
                 )
             cast = self.spec.param_dtype if self.spec.param_dtype != torch.float32 else None
-            keep = self.keep_fp32 if self.spec.is_true_low else ModuleFilter()
-            return prepare_tensors(model, self.device, cast, keep, self.prepare)
+            by_key = self.keep_fp32 if self.spec.is_true_low else ModuleFilter()
+            return prepare_tensors(model, self.device, cast, by_key, self.prepare)
         model.to(self.device)
         out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
         keep: list[nn.Module] = [m for _, m in self.keep_fp32.select(model)]

@@ -53,7 +53,11 @@ def request_from_args(args: object) -> PrecisionRequest:
     def value(name: str, default: Any = None) -> Any:
         return getattr(args, owners.dest(name), default)
 
-    mixed, amp, amp_dtype = bool(value("mixed_precision", False)), bool(value("amp", False)), value("amp_dtype")
+    mixed, amp, amp_dtype = (
+        bool(value("mixed_precision", False)),
+        bool(value("amp", False)),
+        value("amp_dtype"),
+    )
     if amp_dtype is not None and owners.owned_by_script("amp_dtype"):
         if not (mixed or amp):
             amp_dtype = None  # the script's dtype matters only once its switch is on

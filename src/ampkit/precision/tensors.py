@@ -19,7 +19,9 @@ from torch import nn
 from ..errors import UsageError
 from .keep_fp32 import ModuleFilter
 
-ACCEPTED = "an nn.Module, an iterable of parameters/tensors, or a mapping name -> parameter/tensor (e.g. vars(obj))"
+ACCEPTED = (
+    "an nn.Module, an iterable of parameters/tensors, or a mapping name -> parameter/tensor (e.g. vars(obj))"
+)
 _VALID = f"valid: {ACCEPTED}"
 
 
