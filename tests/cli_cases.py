@@ -41,7 +41,9 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
-def run_case(case: Case, tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
+def run_case(
+    case: Case, tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> str:
     """Run ``case`` under ``tmp`` and assert the contract; returns the stderr text."""
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)

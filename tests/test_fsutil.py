@@ -11,7 +11,9 @@ import pytest
 from ampkit import fsutil
 
 
-def test_a_full_disk_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_keeps_the_old_file_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "metrics.json"
     fsutil.write_atomic(target, '{"old": 1}')
 

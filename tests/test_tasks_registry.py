@@ -25,7 +25,9 @@ def test_a_task_module_beside_the_user_is_found_without_pythonpath(
     assert callable(factory) and factory.__module__ == "my_local_task"
 
 
-def test_a_missing_module_names_where_it_was_looked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_module_names_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match="no module 'nowhere_task' on the Python path"):
         resolve_factory("nowhere_task:make_task")
