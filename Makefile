@@ -30,12 +30,22 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/matmul_dtypes.py
-	$(BIN)/python benchmarks/data_load.py
-	$(BIN)/python benchmarks/data_convert.py
-	$(BIN)/python benchmarks/speedup_tinygpt.py
+# The benchmarks run in a venv of their own with the `bench` extra (the peers webdataset, MDS,
+# litdata): mosaicml-streaming pins numpy<2.2 and transformers<5, which the dev venv must not get.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.ampkit-bench-installed
+
+$(BENCH_STAMP): pyproject.toml constraints.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/overhead.py
+	$(BENCH_VENV)/bin/python benchmarks/matmul_dtypes.py
+	$(BENCH_VENV)/bin/python benchmarks/data_load.py
+	$(BENCH_VENV)/bin/python benchmarks/data_convert.py
+	$(BENCH_VENV)/bin/python benchmarks/speedup_tinygpt.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache

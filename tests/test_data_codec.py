@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ampkit.data import codec_ref, fused
 from ampkit.data.codec import CodecOptions, SampleError, encode, float32_to_bf16_bits
 from ampkit.data.format import widen
 from ampkit.errors import UsageError
@@ -107,3 +108,99 @@ def test_int16_needs_integers_and_options_are_checked() -> None:
         CodecOptions(dtype="fp8")
     with pytest.raises(UsageError, match="offset"):
         CodecOptions(offset="middle")
+
+
+# --- the fused float32 pass equals the float64 reference (bytes and figures) ---
+
+_STORED = {"fp16": "float16", "bf16": "bfloat16", "int16": "int16"}
+
+
+def _reference(x: np.ndarray, dtype: str, offset: float) -> tuple[np.ndarray, float, float]:
+    """The pre-fusion definition: float64 ``x - offset`` rounded once, errors in float64."""
+    stored = codec_ref.round_to(x.reshape(-1).astype(np.float64) - offset, dtype)
+    return (stored, *codec_ref.error_stats(x, stored, dtype, offset))
+
+
+_DATA = {
+    "float HU": lambda r: r.uniform(-1024, 3071, 70000),
+    "integer HU": lambda r: r.integers(-1024, 3072, 70000).astype(np.float64),
+    "tiny normal": lambda r: r.normal(scale=1e-3, size=70000),
+    "quarters with zeros": lambda r: np.where(
+        r.random(70000) < 0.1, 0.0, np.round(r.uniform(-900, 900, 70000) * 4) / 4
+    ),
+    "wide exponents": lambda r: r.normal(size=70000) * 2.0 ** r.integers(-40, 14, 70000),
+}
+_ROWS = [
+    ("float HU", "float32", "fp16", 0.0),
+    ("float HU", "float32", "fp16", 1023.5),
+    ("float HU", "float32", "bf16", 0.0),
+    ("float HU", "float32", "bf16", -7.25),
+    ("float HU", "float64", "fp16", 1023.5),
+    ("float HU", "float16", "bf16", 0.0),
+    ("integer HU", "float32", "int16", 0.0),
+    ("integer HU", "float32", "int16", 1024.0),
+    ("integer HU", "int16", "fp16", 1024.0),
+    ("integer HU", "float64", "int16", -3.0),
+    ("tiny normal", "float32", "fp16", 0.0),
+    ("tiny normal", "float32", "fp16", 0.5),
+    ("tiny normal", "float32", "bf16", 0.0),
+    ("quarters with zeros", "float32", "fp16", 0.1),
+    ("quarters with zeros", "float32", "bf16", 1.0),
+    ("wide exponents", "float32", "fp16", 0.0),
+    ("wide exponents", "float32", "bf16", 3.0),
+    ("wide exponents", "float64", "bf16", 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "source", "dtype", "offset"), _ROWS, ids=["-".join(map(str, r)) for r in _ROWS]
+)
+def test_fused_pass_equals_float64_reference(
+    monkeypatch: pytest.MonkeyPatch, data: str, source: str, dtype: str, offset: float
+) -> None:
+    monkeypatch.setattr(fused, "CHUNK", 4096)  # many chunks: running maxima and chunk seams are exercised
+    x = _DATA[data](np.random.default_rng(len(data))).astype(source)
+    offset = float(np.float32(offset))
+    enc = encode(x, CodecOptions(dtype=dtype, offset=offset), "s")
+    stored, max_abs, max_rel = _reference(x, _STORED[dtype], offset)
+    np.testing.assert_array_equal(enc.data.reshape(-1).view(np.uint16), stored.view(np.uint16))
+    assert (enc.max_abs, enc.max_rel) == (max_abs, max_rel)  # exactly, not approximately
+    assert enc.range == (float(x.min()), float(x.max()))
+    exact = data == "integer HU"  # integers within fp16's or int16's exact range
+    assert (enc.max_abs > 0 and enc.max_rel > 0) != exact  # a real round trip (no cast rounded away)
+
+
+def test_offset_difference_is_rounded_once_to_fp16() -> None:
+    """``x - offset`` lands on an fp16 tie in float32 but not exactly: the stored value must round up."""
+    x = np.full(8, 2.0**-11 + 2.0**-30, np.float32)  # x + 1 = 1 + 2**-11 + 2**-30: above the tie
+    enc = encode(x, CodecOptions(dtype="fp16", offset=-1.0), "s")
+    assert float(enc.data[0]) == 1 + 2.0**-10  # float32 arithmetic alone gives the tie, rounded to 1.0
+    assert enc.max_abs == 2.0**-11 - 2.0**-30 <= 2.0**-11  # within half the fp16 spacing
+
+
+def test_int16_refuses_a_difference_float32_would_round_to_an_integer() -> None:
+    x = np.array([1e-9, 2.0, 3.0], np.float32)  # 1e-9 + 5 is 5.0 in float32, not an integer in fact
+    with pytest.raises(SampleError, match="int16 needs integer values"):
+        encode(x, CodecOptions(dtype="int16", offset=-5.0), "s")
+
+
+def test_refusals_count_the_whole_sample_and_nan_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused, "CHUNK", 64)
+    x = np.ones(1000, np.float32)
+    x[[3, 500, 900]] = 7e4
+    with pytest.raises(SampleError, match=r"3 values beyond the float16 range .*\(e\.g\. 70000\)"):
+        encode(x, CodecOptions(dtype="fp16"), "s")
+    enc = encode(x, CodecOptions(dtype="fp16", on_overflow="clip"), "s")
+    assert enc.clipped == 3 and enc.max_abs == 70000 - 65504
+    x[999] = np.nan  # a NaN in the last chunk is reported before the overflow in the first
+    with pytest.raises(SampleError, match="1 NaN/Inf values"):
+        encode(x, CodecOptions(dtype="fp16"), "s")
+    kept = encode(x, CodecOptions(dtype="fp16", on_nonfinite="keep", on_overflow="clip"), "s")
+    assert kept.nonfinite == 1 and kept.clipped == 3 and np.isnan(_decoded(kept)[999])
+    assert kept.range == (1.0, 70000.0)
+
+
+def test_encoding_leaves_torch_threads_as_found() -> None:
+    before = torch.get_num_threads()
+    encode(np.zeros(10, np.float32), CodecOptions(dtype="fp16"), "s")
+    assert torch.get_num_threads() == before

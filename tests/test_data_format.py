@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import tarfile
@@ -12,14 +14,18 @@ import pytest
 import torch
 from webdataset.tariterators import tar_file_iterator
 
+from ampkit.data import schema
+from ampkit.data.checksum import crc32c, sample_check, sample_crc
 from ampkit.data.codec import CodecOptions
 from ampkit.data.convert import ConvertOptions, convert
 from ampkit.data.format import (
     INDEX_MEMBER,
     decode_array,
     decode_tensor,
+    dumps,
     load_manifest,
     read_index,
+    read_member,
     read_sample,
     rebuild_manifest,
     sample_key,
@@ -27,6 +33,7 @@ from ampkit.data.format import (
     shard_paths,
     tmp_name,
 )
+from ampkit.data.shardwriter import ShardWriter
 from ampkit.data.sources import discover
 
 
@@ -114,3 +121,80 @@ def test_decode_checks_sizes() -> None:
         decode_array(b"\x00" * 6, {"key": "k", "dtype": "float16", "shape": [2, 2]})
     with pytest.raises(ValueError, match="unknown stored dtype"):
         decode_array(b"\x00" * 8, {"key": "k", "dtype": "float8", "shape": [2, 2]})
+
+
+# --- integrity fields: CRC-32C per sample, sha256 of the whole shard taken while writing ---
+
+
+def test_crc32c_is_castagnoli_and_extends_over_any_buffer() -> None:
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value (RFC 3720)
+    data = np.arange(1000, dtype=np.float16)
+    whole = crc32c(data.tobytes() + b'{"k":1}')
+    assert sample_crc(data, b'{"k":1}') == whole == crc32c(b'{"k":1}', crc32c(memoryview(data.tobytes())))
+    assert sample_crc(bytearray(data.tobytes()), b'{"k":2}') != whole
+
+
+def test_index_entries_carry_crc32c_of_bin_and_json(shard_dir: Path) -> None:
+    manifest = load_manifest(shard_dir)
+    for shard in manifest["shards"]:
+        path = shard_dir / shard["name"]
+        assert shard["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert read_index(path)["samples"] == shard["samples"]
+        with open(path, "rb") as fh:
+            for entry in shard["samples"]:
+                assert set(entry) == {"key", "bin", "json", "crc32c"}  # no per-sample sha256 any more
+                bin_bytes, json_bytes = read_member(fh, entry["bin"]), read_member(fh, entry["json"])
+                assert entry["crc32c"] == sample_crc(bin_bytes, json_bytes)
+
+
+def test_shard_bytes_are_what_tarfile_writes(tmp_path: Path) -> None:
+    """The writer emits tar itself (to hash every byte); the bytes must equal tarfile's, member by member."""
+    samples = [("000000000", np.arange(300, dtype=np.float16), b'{"a":1}'), ("000000001", b"", b"{}")]
+    writer = ShardWriter(tmp_path, 0)
+    for key, data, meta in samples:
+        writer.add(key, data, meta)
+    path = writer.close()
+    members = [
+        (f"{k}.{ext}", bytes(memoryview(b).cast("B")))
+        for k, d, m in samples
+        for ext, b in (("bin", d), ("json", m))
+    ]
+    members.append((INDEX_MEMBER, dumps({"shard": writer.name, "samples": writer.samples, "count": 2})))
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = (
+                len(data),
+                0o644,
+                0,
+                0,
+                0,
+                "",
+                "",
+            )
+            tf.addfile(info, io.BytesIO(data))
+    assert path.read_bytes() == expected.getvalue()
+    assert writer.entry()["sha256"] == hashlib.sha256(expected.getvalue()).hexdigest()
+    assert writer.entry()["bytes"] == len(expected.getvalue()) and len(expected.getvalue()) % 10240 == 0
+
+
+@pytest.mark.parametrize(
+    ("crc", "ok"),
+    [(0, True), (2**32 - 1, True), (-1, False), (2**32, False), (True, False), ("12", False), (1.0, False)],
+)
+def test_index_schema_checks_crc32c(crc: object, ok: bool) -> None:
+    entry = {"key": "000000000", "bin": [512, 2], "json": [1536, 2], "crc32c": crc}
+    if ok:
+        assert schema.entry(entry, "e")["crc32c"] == crc
+    else:
+        with pytest.raises(ValueError, match=r"e\.crc32c is .*not a CRC-32C"):
+            schema.entry(entry, "e")
+
+
+def test_old_entries_with_sha256_only_still_read() -> None:
+    entry = {"key": "000000000", "bin": [512, 2], "json": [1536, 2], "sha256": "ab" * 32}
+    assert schema.entry(entry, "e") == entry and sample_check(entry) == "sha256"
+    assert sample_check({**entry, "crc32c": 7}) == "crc32c"
+    with pytest.raises(ValueError, match="neither crc32c nor sha256"):
+        sample_check({"key": "k"})

@@ -110,7 +110,7 @@ def test_device_stage_batch_matches_cpu_stage(shards: Path) -> None:
 def test_flipped_byte_raise_names_shard_and_key(shards: Path, tmp_path: Path) -> None:
     damaged = _copy(shards, tmp_path)
     shard = flip_byte(damaged, "000000012")
-    with pytest.raises(ShardError, match=rf"{shard}, sample 000000012: sha256 mismatch") as err:
+    with pytest.raises(ShardError, match=rf"{shard}, sample 000000012: checksum mismatch") as err:
         collect(IndexedShards(damaged).loader(4, shuffle="none"))
     assert err.value.key == "000000012" and err.value.shard == shard
 

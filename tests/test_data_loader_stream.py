@@ -103,7 +103,7 @@ def test_flipped_byte_raise_names_shard_and_key_skip_counts_one(shards: Path, tm
     data = bytearray(path.read_bytes())
     data[entry["bin"][0] + 10] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ShardError, match=rf"{info['name']}, sample {entry['key']}: sha256 mismatch"):
+    with pytest.raises(ShardError, match=rf"{info['name']}, sample {entry['key']}: checksum mismatch"):
         collect(StreamingShards(damaged, 4).loader())
     keys, skipped = collect(StreamingShards(damaged, 4, on_error="skip").loader(num_workers=2))
     assert skipped == [entry["key"]]

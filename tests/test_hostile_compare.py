@@ -8,6 +8,7 @@ folder, which is put on ``sys.path``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,18 @@ def study(body: str) -> Callable[[Path], None]:
 
 
 CFG = ["compare", "--config", "{tmp}/study.toml", "--out", "{tmp}/study"]
+PY = sys.executable
+#: A command study of the flags; ``CMDB`` ends with ``--`` (the command follows).
+CMD1 = ["compare", "--device", "cpu", "--precisions", "fp32", "--out", "{tmp}/study"]
+CMDB = [*CMD1, "--"]
+#: A valid command experiment line for study files (its own rows add the bad value).
+CMD_TOML = f'command = ["{PY}", "-c", "print(1)"]'
+
+
+def train_py(tmp: Path) -> None:
+    """A script (not executable as a program itself) for command rows."""
+    (tmp / "t.py").write_text("print('step 1 loss 1.0')\n")
+
 
 # fmt: off
 CASES = [
@@ -227,6 +240,77 @@ CASES = [
             '[experiments.a]\n[experiments.b]\ntask = "failing_task:raising_factory"\n'
         ),
     ),
+    # a COMMAND study (-- COMMAND ARGS): placeholders, --parse, --metric, --amp-flags, the program
+    Case("cmd-unknown-placeholder", [*CMDB, PY, "{tmp}/t.py", "{{nope}}"], needle="unknown placeholder {nope}",
+         setup=train_py),
+    Case("cmd-unclosed-brace", [*CMDB, PY, "{tmp}/t.py", "--seed={{seed"], needle="expected '}'", setup=train_py),
+    Case("cmd-single-close-brace", [*CMDB, PY, "{tmp}/t.py", "a}}b"], needle="Single '}'", setup=train_py),
+    Case("cmd-positional-placeholder", [*CMDB, PY, "{tmp}/t.py", "{{}}"], needle="unknown placeholder {}",
+         setup=train_py),
+    Case("cmd-amp-flags-inside-arg", [*CMDB, PY, "{tmp}/t.py", "--x={{amp_flags}}"], needle="{amp_flags} inside",
+         setup=train_py),
+    Case("cmd-bad-format-spec", [*CMDB, PY, "{tmp}/t.py", "{{seed:q}}"], needle="Unknown format code",
+         setup=train_py),
+    Case("parse-bad-regex", [*CMD1, "--parse", "loss (", "--", PY, "{tmp}/t.py"], needle="not a regular expression",
+         setup=train_py),
+    Case("parse-no-named-group", [*CMD1, "--parse", r"loss (\S+)", "--", PY, "{tmp}/t.py"], needle="no named group",
+         setup=train_py),
+    Case("parse-second-bad", [*CMD1, "--parse", "(?P<loss>x)", "--parse", "[", "--", PY, "{tmp}/t.py"],
+         needle="'['", setup=train_py),
+    Case("parse-without-command", [*BASE, "--parse", "(?P<loss>x)"], needle="--parse applies to command studies"),
+    Case("metric-empty", [*CMD1, "--metric", "", "--", PY, "{tmp}/t.py"], needle="--metric ''", setup=train_py),
+    Case("metric-only-direction", [*CMD1, "--metric", ":max", "--", PY, "{tmp}/t.py"], needle="--metric ':max'",
+         setup=train_py),
+    Case("amp-flags-unbalanced-quote", [*CMD1, "--amp-flags", "--x 'a", "--", PY, "{tmp}/t.py"],
+         needle="No closing quotation", setup=train_py),
+    Case("amp-flags-unknown-placeholder", [*CMD1, "--amp-flags", "--d {{dt}}", "--", PY, "{tmp}/t.py"],
+         needle="unknown placeholder {dt}", setup=train_py),
+    Case("task-and-command", [*CMD1, "--task", "digits", "--", PY, "{tmp}/t.py"],
+         needle="--task and a COMMAND both given", setup=train_py),
+    Case("steps-with-command", [*CMD1, "--steps", "3", "--", PY, "{tmp}/t.py"],
+         needle="--steps applies to --task studies", setup=train_py),
+    Case("batch-size-with-command", [*CMD1, "--batch-size", "8", "--", PY, "{tmp}/t.py"],
+         needle="--batch-size applies to --task studies", setup=train_py),
+    Case("config-and-command", [*CMD1, "--config", "{tmp}/study.toml", "--", PY, "{tmp}/t.py"],
+         needle="--config both given", setup=train_py),
+    Case("program-not-found", [*CMDB, "no_such_program_xyz", "--epochs", "1"], needle="not found on PATH"),
+    Case("program-not-executable", [*CMDB, "{tmp}/t.py"], needle="not found (or not executable)", setup=train_py),
+    Case("python-script-missing", [*CMDB, PY, "{tmp}/nope.py"], needle="python script", setup=train_py),
+    Case("gpus-python-option", [*CMD1, "--gpus", "2", "--", PY, "-c", "print(1)"],
+         needle="python option -c before the script"),
+    Case("cmd-no-precision-runs", [*CMD1, "--precisions", "fp8-mixed", "--", PY, "{tmp}/t.py"],
+         needle="no precision runs", setup=train_py),
+    Case("cmd-out-is-a-file", [*CMD1, "--out", "{tmp}/taken", "--", PY, "-c", "1"], needle="is a file", setup=a_file),
+    # command experiments in a study file
+    Case("toml-command-string", CFG, needle="command = 'python x.py' is a string",
+         setup=study('command = "python x.py"')),
+    Case("toml-command-empty", CFG, needle="command = [] is empty", setup=study("command = []")),
+    Case("toml-command-int-item", CFG, needle="holds 3", setup=study('command = ["python", 3]')),
+    Case("toml-command-program-missing", CFG, needle="not found on PATH",
+         setup=study('command = ["no_such_program_xyz"]')),
+    Case("toml-env-string", CFG, needle="env = 'x' is a string", setup=study(f'{CMD_TOML}\nenv = "x"')),
+    Case("toml-env-list-value", CFG, needle="holds [1]", setup=study(f"{CMD_TOML}\nenv = {{ A = [1] }}")),
+    Case("toml-env-bool-value", CFG, needle="holds True", setup=study(f"{CMD_TOML}\nenv = {{ A = true }}")),
+    Case("toml-env-study-variable", CFG, needle="env USE_AMP: set by the study",
+         setup=study(f'{CMD_TOML}\nenv = {{ USE_AMP = "1" }}')),
+    Case("toml-env-bad-name", CFG, needle="not a variable name", setup=study(f'{CMD_TOML}\nenv = {{ "A-B" = "1" }}')),
+    Case("toml-env-unknown-placeholder", CFG, needle="unknown placeholder {nope}",
+         setup=study(f'{CMD_TOML}\nenv = {{ A = "{{nope}}/x" }}')),
+    Case("toml-parse-int", CFG, needle="parse = 3 is an integer", setup=study(f"{CMD_TOML}\nparse = 3")),
+    Case("toml-parse-bad-regex", CFG, needle="not a regular expression", setup=study(f"{CMD_TOML}\nparse = '('")),
+    Case("toml-parse-list-of-int", CFG, needle="holds 1", setup=study(f"{CMD_TOML}\nparse = [1]")),
+    Case("toml-metric-int", CFG, needle="metric = 3 is an integer", setup=study(f"{CMD_TOML}\nmetric = 3")),
+    Case("toml-amp-flags-empty", CFG, needle="amp_flags = '' is empty", setup=study(f"{CMD_TOML}\namp_flags = ''")),
+    Case("toml-command-with-steps", CFG, needle="steps with a command experiment",
+         setup=study(f"{CMD_TOML}\nsteps = 3")),
+    Case("toml-command-with-task", CFG, needle="task with a command experiment",
+         setup=study(f'{CMD_TOML}\ntask = "digits"')),
+    Case("toml-command-with-task-overrides", CFG, needle="batch_size: task settings",
+         setup=study(f"{CMD_TOML}\noverrides = {{ batch_size = 4 }}")),
+    Case("toml-parse-in-task-experiment", CFG, needle="parse with a task experiment",
+         setup=study("parse = '(?P<loss>x)'")),
+    Case("toml-command-gpus-python-option", CFG, needle="python option -c",
+         setup=study(f'command = ["{PY}", "-c", "1"]\ngpus = 2')),
     Case(
         "experiment-out-is-a-file",
         CFG,
@@ -249,6 +333,7 @@ def test_compare_refuses_bad_input_before_any_arm(
     started: list[object] = []
     monkeypatch.setattr("ampkit.study.children.start_arm", lambda *a, **k: started.append(a))
     monkeypatch.setattr("ampkit.study.processes.start_arm", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("ampkit.study.children.start_command", lambda *a, **k: started.append(a))
     err = run_case(case, tmp_path, capsys, monkeypatch)
     assert started == [], f"{case.id}: an arm started before the refusal"
     assert err.startswith("ampkit compare: error:") or "(see ampkit compare --help)" in err, err

@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default", DeprecationWarning)
             parser = build_parser()
             raw = list(sys.argv[1:] if argv is None else argv)
-            args = parser.parse_args(rewrite_legacy_flags(raw))
+            cut = raw.index("--") if "--" in raw else len(raw)  # a study's COMMAND after -- stays as typed
+            args = parser.parse_args(rewrite_legacy_flags(raw[:cut]) + raw[cut:])
             return _run(args)
     finally:
         warnings.showwarning = saved_showwarning

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..precision.args import add_precision_args
 from .parser import add_flag
-from .train import add_run_args
+from .train import add_compile_flag, add_run_args
 
 
 def register(subparsers: Any) -> None:
@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "json", action="store_true", help="print the report as JSON instead of tables")
     add_flag(parser, "out", type=Path, default=None, help="also write the JSON report to this file")
     add_flag(parser, "no-progress", action="store_true", help="no progress bar")
+    add_compile_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         threads=args.threads,
         progress=False,
+        compile=args.compile,  # the mode's run compiled; the fp32 reference (ranges recorded) stays eager
     )
     show = not args.no_progress and sys.stderr.isatty()
     with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:

@@ -169,8 +169,12 @@ def check_task(name: str, size: str = "default", *, build: bool = False) -> None
     """
     from ..tasks.registry import BUILTIN, build_task, resolve_factory
 
-    if size not in ("default", "small"):
-        raise UsageError(f"--size {size}: unknown size; valid: default, small")
+    if size not in ("default", "small", "gpu"):
+        raise UsageError(f"--size {size}: unknown size; valid: default, small, gpu")
+    if size == "gpu" and name == "ct":
+        raise UsageError(
+            "--size gpu: the ct task has no gpu size; valid: default, small (gpu: digits, tinygpt)"
+        )
     if not build or name in BUILTIN:  # ampkit's own factories are not a user's mistake to catch
         resolve_factory(name)
         return

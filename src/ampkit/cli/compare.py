@@ -6,6 +6,12 @@ experiments (``--only NAME`` picks one). With ``USE_AMP=1`` (and ``AMP_DTYPE``) 
 environment and no precisions named anywhere, the study compares fp32 with that AMP mode.
 Every value is checked before the first arm starts; exit 1 when an arm failed (its row shows
 the reason and the end of its stderr), 130 after Ctrl-C (the running arm is stopped).
+
+``ampkit compare [--precisions ...] [--seeds ...] -- COMMAND ARGS...`` studies your own script
+instead of a task: COMMAND runs once per (precision, seed), told its precision through the
+environment (AMPKIT_PRECISION, USE_AMP/AMP_DTYPE) and placeholders ({precision}, {amp_dtype},
+{seed}, {out}, {amp_flags}); its numbers come from ampkit.log or --parse; exit 1 also when a
+script ran another precision than its arm asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from .parser import add_flag
 from .train import add_run_args
 
 #: Command-line flags that set an Experiment field (None = not given, so TOML values stand).
-_EXPERIMENT_FLAGS = ("task", "steps", "warmup_steps", "target_metric", "gpus")
+_EXPERIMENT_FLAGS = ("task", "steps", "warmup_steps", "target_metric", "gpus", "compile")
 #: Command-line flags that set a TrainConfig field shared by every arm.
 _OVERRIDE_FLAGS = ("device", "size", "batch_size", "threads", "lr", "eval_every", "keep_fp32")
 
@@ -101,7 +107,48 @@ def register(subparsers: Any) -> None:
         help="study TOML file with [experiments.NAME] tables (see docs/study.md)",
     )
     add_flag(parser, "only", default=None, help="with --config: run only the experiment NAME")
+    add_flag(
+        parser,
+        "compile",
+        default=None,
+        choices=("off", "on", "both"),
+        help="torch.compile the arms: on (labelled MODE+compile), both (each mode eager and compiled, side "
+        "by side) or off (default); compile time is reported apart from step time",
+    )
+    add_command_args(parser)
     parser.set_defaults(func=run)
+
+
+def add_command_args(parser: argparse.ArgumentParser) -> None:
+    """``-- COMMAND ARGS...`` and the flags that read a command's output (docs/study.md)."""
+    parser.add_argument(
+        "study_command",
+        nargs="*",
+        metavar="-- COMMAND ARGS",
+        help="study your own script instead of --task: run it once per (precision, seed); placeholders "
+        "{precision} {amp_dtype} {seed} {out} {amp_flags} in its arguments; AMPKIT_PRECISION, USE_AMP, "
+        "AMP_DTYPE ... in its environment",
+    )
+    add_flag(
+        parser,
+        "parse",
+        action="append",
+        default=None,
+        help="with a COMMAND: regex with named groups read from each output line, e.g. "
+        "'step (?P<step>\\d+) loss (?P<loss>\\S+)' (repeatable)",
+    )
+    add_flag(
+        parser,
+        "metric",
+        default=None,
+        help="with a COMMAND: the logged accuracy-like value, NAME[:max|:min] (default: accuracy or acc)",
+    )
+    add_flag(
+        parser,
+        "amp-flags",
+        default=None,
+        help="with a COMMAND: what {amp_flags} becomes in mixed arms (default: '--mixed_precision --amp_dtype {amp_dtype}')",
+    )
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -147,6 +194,52 @@ def _cli_values(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
     return fields, overrides
 
 
+#: Flags of task studies that a COMMAND study refuses (the script takes its own settings).
+_TASK_FLAGS = (
+    "task",
+    "steps",
+    "target_metric",
+    "size",
+    "batch_size",
+    "lr",
+    "threads",
+    "keep_fp32",
+    "eval_every",
+    "compile",
+)
+
+
+def _command_values(args: argparse.Namespace, experiments: dict[str, Any] | None) -> dict[str, Any]:
+    """The command-study fields the flags set; refuses task flags with a command (and the reverse)."""
+    from ..errors import UsageError
+
+    command = list(getattr(args, "study_command", None) or [])
+    fields: dict[str, Any] = {}
+    if command:
+        if args.config is not None:
+            raise UsageError(
+                f"a COMMAND after -- and --config both given ({command[0]} ...); valid: one of them "
+                "(command = [...] in the study file's experiments)"
+            )
+        if args.task is not None:
+            raise UsageError(
+                f"--task and a COMMAND both given (--task {args.task}, {command[0]} ...); valid: one of them"
+            )
+        fields["command"] = tuple(command)
+    for key in ("parse", "metric", "amp_flags"):
+        if getattr(args, key, None) is not None:
+            fields[key] = tuple(args.parse) if key == "parse" else getattr(args, key)
+    has_command = bool(command) or any(e.command is not None for e in (experiments or {}).values())
+    given = [k for k in _TASK_FLAGS if getattr(args, k, None) is not None]
+    if has_command and given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UsageError(
+            f"{flag} applies to --task studies; valid with a COMMAND: the script's own flags after --, "
+            "e.g. ampkit compare -- python train.py --epochs 1"
+        )
+    return fields
+
+
 def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Experiments to run, by name: one from the flags, or those of ``--config`` with the flags on top."""
     from ..engine import default_device
@@ -155,6 +248,8 @@ def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from ..study import Experiment, load_study, precisions_from_env
 
     fields, overrides = _cli_values(args)
+    if args.config is None or args.study_command:
+        fields.update(_command_values(args, None))
     caps = device_capabilities(overrides.get("device") or default_device())
     env_precisions = precisions_from_env(bf16_in_hardware=caps.bf16_in_hardware, device_type=caps.device_type)
     if args.config is None:
@@ -169,6 +264,7 @@ def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 f"--only {args.only}: no such experiment in {args.config}; valid: {', '.join(experiments)}"
             )
         experiments = {args.only: experiments[args.only]}
+    fields.update(_command_values(args, experiments))
     return {
         name: dataclasses.replace(exp, **fields, overrides={**exp.overrides, **overrides})
         for name, exp in experiments.items()
@@ -189,7 +285,9 @@ def check_study(args: argparse.Namespace) -> dict[str, tuple[Any, Path]]:
             exp.overrides["device"] = check_device(exp.overrides["device"], flag=f"{where}device".strip())
         out = args.out / name if args.config is not None else args.out
         check_out_dir(out)
-        if args.config is None or args.task is not None:  # a study file's task: refused naming the file
+        if exp.command is None and (
+            args.config is None or args.task is not None
+        ):  # a file's task: named there
             check_task(exp.task, exp.overrides.get("size", "default"))
         require_runnable(exp)
         planned[name] = (exp, out)
@@ -218,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     failed: list[str] = []
+    flagged: list[str] = []  # command arms whose script ran (or did not report) another precision
     total = 0
     try:
         for name, (exp, out) in planned.items():
@@ -225,6 +324,8 @@ def run(args: argparse.Namespace) -> int:
             total += sum(1 for arm in study["arms"] if arm["status"] != "skipped")
             failed += [f"{'' if args.config is None else name + '/'}{arm['mode']} ({arm.get('reason')})"
                        for arm in study["arms"] if arm["status"] == "failed"]  # fmt: skip
+            flagged += [f"{'' if args.config is None else name + '/'}{arm['mode']} ({arm.get('reason')})"
+                        for arm in study["arms"] if arm["status"] == "flagged"]  # fmt: skip
             if study.get("interrupted"):
                 print(f"ampkit compare: interrupted: stopped the running arm; wrote what was measured to {out}/",
                       file=sys.stderr)  # fmt: skip
@@ -239,5 +340,10 @@ def run(args: argparse.Namespace) -> int:
         where = args.out if len(planned) == 1 else f"{args.out}/*"
         print(f"ampkit compare: error: {len(failed)} of {total} arms failed: {'; '.join(failed)}; "
               f"see {where}/report.md", file=sys.stderr)  # fmt: skip
+        return 1
+    if flagged:
+        where = args.out if len(planned) == 1 else f"{args.out}/*"
+        print(f"ampkit compare: error: {len(flagged)} of {total} arms did not run the requested precision: "
+              f"{'; '.join(flagged)}; see {where}/report.md", file=sys.stderr)  # fmt: skip
         return 1
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..precision.args import add_precision_args
 from .parser import add_flag
+from .train import add_compile_flag
 
 
 def register(subparsers: Any) -> None:
@@ -19,6 +20,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("checkpoint", type=Path, help="a last.pt written by ampkit train (or its run folder)")
     add_flag(parser, "device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_precision_args(parser)
+    add_compile_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.checkpoint import load_weights
     from ..errors import UsageError
     from ..precision import Precision, PrecisionRequest, resolve
+    from ..precision.compile import compile_state
     from ..tasks import TaskSpec, build_task
     from .checks import check_device
 
@@ -73,10 +76,20 @@ def run(args: argparse.Namespace) -> int:
     load_weights(model, state["model"], path)  # a mismatch is one line naming the file
     model = precision.convert(model)  # int8-qat: real int8 kernels (CPU); other modes: unchanged
     print(precision.describe(model))
+    if args.compile:
+        model = precision.compile(model)
     metrics = evaluate(model, task, precision)
+    state_of = compile_state(model)
+    compiled = {"compile": state_of.to_dict()} if state_of is not None else {}
     print(
         json.dumps(
-            {"checkpoint": str(path), "trained_as": state["precision"], "precision": mode, **metrics},
+            {
+                "checkpoint": str(path),
+                "trained_as": state["precision"],
+                "precision": mode,
+                **metrics,
+                **compiled,
+            },
             indent=2,
         )
     )

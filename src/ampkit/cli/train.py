@@ -23,11 +23,26 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "task", default="digits", help=TASK_HELP)
     add_flag(parser, "device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_flag(
-        parser, "size", default="default", choices=("default", "small"), help="task size; small = tiny shapes"
+        parser,
+        "size",
+        default="default",
+        choices=("default", "small", "gpu"),
+        help="task size; small = tiny shapes; gpu = matmul-bound on a GPU (tinygpt: GPT-2 small's shape)",
     )
     add_flag(parser, "batch-size", type=int, default=64, help="samples per micro-batch")
     add_flag(parser, "seed", type=int, default=0, help="seed for model init and data order")
     add_flag(parser, "threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def add_compile_flag(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: torch.compile the prepared model (train, evaluate, analyze, verify)."""
+    add_flag(
+        parser,
+        "compile",
+        action="store_true",
+        help="torch.compile the model (inductor) after the precision is applied; where the mode "
+        "cannot compile here, or the compile fails, one warning line and the run goes on eager",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +65,7 @@ def register(subparsers: Any) -> None:
         choices=("plain", "kahan", "stochastic"),
         help="bf16-true: how bf16 weights take updates (kahan/stochastic keep small updates from rounding away)",
     )
+    add_compile_flag(parser)
     add_flag(parser, "out", type=Path, default=Path("runs/train"), help="run folder: metrics.json, last.pt")
     add_flag(parser, "checkpoint-every", type=int, default=0, help="write out/last.pt every N steps")
     add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
@@ -157,6 +173,7 @@ def build_config(args: argparse.Namespace) -> Any:
         strategy=args.strategy,
         bf16_update=args.bf16_update,
         fp8_emulate=args.fp8_emulate,
+        compile=args.compile,
         **nonfinite_fields(args),
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -198,7 +215,14 @@ def _train_and_report(args: argparse.Namespace) -> int:
         "skipped_steps": result.skipped_steps,
         **numerics_summary(result),
         **{f"eval_{k}": v for k, v in result.final.items()},
+        **({"compile": _compile_summary(result.compile)} if result.compile else {}),
         "metrics": str(Path(config.out) / "metrics.json"),
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _compile_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """``--compile``'s outcome: status, backend, reason, compile seconds apart from step times."""
+    keys = ("status", "backend", "reason", "compile_s", "compile_steps", "first_step_s")
+    return {k: info.get(k) for k in keys if info.get(k) is not None}

@@ -36,6 +36,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="check fp8 modes with emulated fp8 numerics where fp8 hardware is missing (slow)",
     )
+    add_flag(
+        parser,
+        "compile",
+        action="store_true",
+        help="run every check on the model under torch.compile (inductor); slow: one compile per check",
+    )
     parser.add_argument("--json", action="store_true", help="print only the results as JSON")
     parser.set_defaults(func=run)
 
@@ -55,12 +61,12 @@ def parse_modes(text: str | None) -> list[str] | None:
     return list(dict.fromkeys(canonical_mode(m) for m in names))
 
 
-def render(reports: list[Any]) -> None:
+def render(reports: list[Any], how: str | None = None) -> None:
     """The pass/fail table: one row per mode, one column per check, fit warnings as notes."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="ampkit verify", title_justify="left")
+    table = Table(title="ampkit verify" + (f" under {how}" if how else ""), title_justify="left")
     for column in (
         "mode",
         "result",
@@ -100,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
     device = check_device(args.device)
     modes = parse_modes(args.modes)
-    reports = verify_modes(modes, device, fp8_emulate=args.fp8_emulate)
+    reports = verify_modes(modes, device, fp8_emulate=args.fp8_emulate, compile=args.compile)
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2))
     else:
-        render(reports)
+        render(reports, "torch.compile (inductor)" if args.compile else None)
     return 1 if any(r.status == "fail" for r in reports) else 0

@@ -1,7 +1,11 @@
-"""``ampkit verify-shards DIR``: check the sha256 of every shard and decode every sample.
+"""``ampkit verify-shards DIR``: check every sample's checksum and every shard's sha256, decode every sample.
+
+Every sample's bytes are checked against the CRC-32C its index entry records (sha256 in shards
+written before CRC-32C) and every shard file against the sha256 the manifest records.
 
 Exit codes:
-  0  every listed shard is present, its sha256 matches and every sample decodes;
+  0  every listed shard is present, its size and sha256 match, every sample's checksum matches
+     and every sample decodes;
   1  DIR is a shard folder and something in it is damaged: a missing, unlisted, truncated or
      changed shard, a sample whose bytes, JSON or size are wrong, an unfinished shard of an
      interrupted convert, or a manifest that is missing or malformed (each shard is then checked
@@ -26,7 +30,7 @@ def register(subparsers: Any) -> None:
     """Add ``ampkit verify-shards``."""
     p = subparsers.add_parser(
         "verify-shards",
-        help="check shard hashes and decode every sample",
+        help="check sample checksums and shard hashes, decode every sample",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -2,8 +2,10 @@
 
 The error of a sample is measured on what a reader really gets back: the stored values decoded
 by ``format.widen`` (float32) against the source in float64. ``max_rel`` is taken over the
-finite, non-zero source values. Work is done in flat chunks so a 300-slice CT volume does not
-need several float64 copies of itself in memory.
+finite, non-zero source values. This module decides *what* is stored (options, offsets,
+``--dtype auto``); :mod:`ampkit.data.fused` does the per-value work in one pass per sample
+(float32 for float32 sources), with the float64 reference (:mod:`ampkit.data.codec_ref`) for
+chunks holding NaN/Inf or values near the stored dtype's limits.
 """
 
 from __future__ import annotations
@@ -14,16 +16,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
-from .format import widen
+from . import fused
+from .codec_ref import (
+    BF16_MAX,
+    FP16_MAX,
+    INT16_RANGE,
+    SampleError,
+    error_stats,
+    float32_to_bf16_bits,
+    refuse_nonfinite,
+)
 
-CHUNK = 1 << 22
-"""Values per chunk of encoding/error work (bounds temporary memory to ~100 MB)."""
-FP16_MAX = 65504.0
-"""Largest finite float16."""
-BF16_MAX = float(np.uint32(0x7F7F0000).view(np.float32))
-"""Largest finite bfloat16 (3.3895e38)."""
-INT16_RANGE = (-32768, 32767)
-"""Representable int16 values."""
+__all__ = [
+    "BF16_MAX",
+    "DTYPE_NAMES",
+    "FP16_MAX",
+    "INT16_RANGE",
+    "CodecOptions",
+    "Encoded",
+    "SampleError",
+    "encode",
+    "encode_as",
+    "error_stats",
+    "float32_to_bf16_bits",
+    "is_integer_valued",
+    "resolve_offset",
+    "value_range",
+]
+
+FP16_ROUNDS_TO_INF = 65520.0
+"""``|x - offset|`` from here on rounds to Inf in float16 (65504 is odd: the tie goes up)."""
 DTYPE_NAMES = {
     "fp16": "float16",
     "float16": "float16",
@@ -34,10 +56,6 @@ DTYPE_NAMES = {
     "auto": "auto",
 }
 """Accepted ``--dtype`` spellings -> stored dtype name (or ``auto``)."""
-
-
-class SampleError(UsageError):
-    """A sample cannot be stored as asked (overflow, non-finite values, tolerance); names the sample."""
 
 
 @dataclass(frozen=True)
@@ -102,32 +120,21 @@ class Encoded:
     """Values clipped into range (``on_overflow="clip"``)."""
     reason: str = ""
     """Why this dtype was chosen."""
-
-
-def float32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), round-to-nearest-even; NaN stays NaN."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = ((u + (np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1)))) >> 16).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():  # rounding could carry a NaN's payload into Inf: force a quiet NaN instead
-        rounded[nan] = ((u[nan] >> 16) | np.uint32(0x0040)).astype(np.uint16)
-    return rounded
+    range: tuple[float, float] | None = None
+    """``(min, max)`` of the finite source values (None: there are none)."""
+    nonfinite: int = 0
+    """NaN/Inf values in the source (stored as such; only with ``on_nonfinite="keep"``)."""
 
 
 def value_range(x: np.ndarray) -> tuple[float, float] | None:
     """``(min, max)`` of the finite values, or None when there are none."""
-    finite = x if np.issubdtype(x.dtype, np.integer) else x[np.isfinite(x)]
-    if finite.size == 0:
-        return None
-    return float(finite.min()), float(finite.max())
+    sc = fused.scan(x)
+    return (sc.lo, sc.hi) if sc.lo is not None and sc.hi is not None else None
 
 
 def is_integer_valued(x: np.ndarray) -> bool:
     """All values are finite integers."""
-    if np.issubdtype(x.dtype, np.integer):
-        return True
-    flat = x.reshape(-1)
-    return all(bool(np.all(np.floor(c) == c)) for c in _chunks(flat))
+    return fused.scan(x).integer
 
 
 def resolve_offset(offset: float | str | None, rng: tuple[float, float] | None, integer: bool) -> float:
@@ -143,75 +150,12 @@ def resolve_offset(offset: float | str | None, rng: tuple[float, float] | None, 
     return value
 
 
-def _chunks(flat: np.ndarray):  # type: ignore[no-untyped-def]
-    for start in range(0, flat.size, CHUNK):
-        yield flat[start : start + CHUNK]
-
-
-def _round(v: np.ndarray, dtype: str) -> np.ndarray:
-    """Round float64 values to the stored dtype (round-to-nearest-even; may give Inf on overflow)."""
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by the caller
-        if dtype == "bfloat16":
-            return float32_to_bf16_bits(v.astype(np.float32))
-        if dtype == "float16":
-            return v.astype(np.float16)
-        return np.clip(v, *INT16_RANGE).astype(np.int16)
-
-
-def _overflow(v: np.ndarray, stored: np.ndarray, dtype: str) -> np.ndarray:
-    """Mask of finite values that do not fit: Inf after rounding (float types) or beyond int16."""
-    if dtype == "int16":
-        return (v < INT16_RANGE[0]) | (v > INT16_RANGE[1])
-    return np.isinf(widen(stored, dtype, 0.0)) & np.isfinite(v)
-
-
 def encode_as(x: np.ndarray, dtype: str, offset: float, opts: CodecOptions, name: str) -> Encoded:
-    """Store ``x`` as ``dtype`` (stored name) with ``offset``; raises ``SampleError`` on overflow."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty(flat.size, dtype={"float16": np.float16, "bfloat16": np.uint16, "int16": np.int16}[dtype])
-    limit = {"float16": FP16_MAX, "bfloat16": BF16_MAX, "int16": float(INT16_RANGE[1])}[dtype]
-    clipped = 0
-    for start, chunk in zip(range(0, flat.size, CHUNK), _chunks(flat)):
-        v = chunk.astype(np.float64) - offset
-        if dtype == "int16" and not np.all(np.floor(v) == v):
-            raise SampleError(
-                f"sample {name}: int16 needs integer values (after offset {offset:g}); use --dtype fp16/bf16/auto"
-            )
-        stored = _round(v, dtype)
-        over = _overflow(v, stored, dtype)
-        n_over = int(over.sum())
-        if n_over and opts.on_overflow != "clip":
-            worst = float(chunk[over][np.argmax(np.abs(v[over]))])
-            bound = f"[{INT16_RANGE[0]}, {INT16_RANGE[1]}]" if dtype == "int16" else f"±{limit:g}"
-            raise SampleError(
-                f"sample {name}: {n_over} values beyond the {dtype} range {bound} after offset {offset:g} "
-                f"(e.g. {worst:g}); use --on-overflow clip, --offset or another --dtype"
-            )
-        if n_over and dtype != "int16":  # int16 rounding already clipped
-            stored = _round(np.where(over, np.sign(v) * limit, v), dtype)
-        clipped += n_over
-        out[start : start + chunk.size] = stored
-    data = out.reshape(x.shape)
-    max_abs, max_rel = error_stats(x, data, dtype, offset)
-    return Encoded(data, dtype, offset, max_abs, max_rel, clipped)
-
-
-def error_stats(x: np.ndarray, stored: np.ndarray, dtype: str, offset: float) -> tuple[float, float]:
-    """``(max_abs, max_rel)`` of the decoded stored values against ``x`` (finite values; rel: non-zero)."""
-    max_abs = max_rel = 0.0
-    flat_x = np.ascontiguousarray(x).reshape(-1)
-    flat_s = stored.reshape(-1)
-    for start in range(0, flat_x.size, CHUNK):
-        src = flat_x[start : start + CHUNK].astype(np.float64)
-        dec = widen(flat_s[start : start + CHUNK], dtype, offset).astype(np.float64)
-        ok = np.isfinite(src)
-        err = np.abs(dec[ok] - src[ok])
-        if err.size:
-            max_abs = max(max_abs, float(err.max()))
-            nz = src[ok] != 0
-            if nz.any():
-                max_rel = max(max_rel, float((err[nz] / np.abs(src[ok][nz])).max()))
-    return max_abs, max_rel
+    """Store ``x`` as ``dtype`` (stored name) with ``offset`` in one fused pass; raises ``SampleError``."""
+    p = fused.encode_pass(x, dtype, offset, opts.on_overflow == "clip", opts.on_nonfinite == "keep", name)
+    rng = (p.lo, p.hi) if p.lo is not None and p.hi is not None else None
+    # without a finite value nothing is shifted (NaN/Inf - offset is NaN/Inf): record no offset
+    return Encoded(p.data, dtype, offset if rng else 0.0, p.max_abs, p.max_rel, p.clipped, "", rng, p.nonfinite)
 
 
 def _fp16_bound(rng: tuple[float, float], offset: float) -> float:
@@ -232,15 +176,23 @@ def _fp16_offset(rng: tuple[float, float] | None, integer: bool) -> float:
 
 
 def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
-    """Encode one sample as ``opts`` says (``auto``: pick per sample and record why)."""
+    """Encode one sample as ``opts`` says (``auto``: pick per sample and record why).
+
+    A fixed dtype with no or a numeric offset is one pass over the sample; ``--offset auto`` and
+    ``--dtype auto`` first scan it (range, NaN/Inf, integrality), and ``auto`` may try fp16 then bf16.
+    """
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise SampleError(f"sample {name}: dtype {x.dtype} is not numeric; valid: float or integer arrays")
-    nonfinite = 0 if np.issubdtype(x.dtype, np.integer) else int(x.size - np.isfinite(x).sum())
-    if nonfinite and opts.on_nonfinite != "keep":
-        raise SampleError(f"sample {name}: {nonfinite} NaN/Inf values in the source; use --on-nonfinite keep")
-    rng = value_range(x)
-    integer = nonfinite == 0 and is_integer_valued(x)
     want = DTYPE_NAMES[opts.dtype]
+    if want != "auto" and opts.offset != "auto":
+        enc = encode_as(x, want, resolve_offset(opts.offset, (0.0, 0.0), False), opts, name)
+        enc.reason = f"requested --dtype {opts.dtype}"
+        return enc
+    sc = fused.scan(x)
+    if sc.nonfinite:
+        refuse_nonfinite(x, opts.on_nonfinite == "keep", name)
+    rng = (sc.lo, sc.hi) if sc.lo is not None and sc.hi is not None else None
+    integer = sc.integer
     if want != "auto":
         enc = encode_as(x, want, resolve_offset(opts.offset, rng, integer), opts, name)
         enc.reason = f"requested --dtype {opts.dtype}"
@@ -258,6 +210,8 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
     offset = _fp16_offset(rng, integer) if opts.offset is None else resolve_offset(opts.offset, rng, integer)
     why_not = "non-integer values" if not integer else f"integer values in {span} exceed int16"
     try:
+        if rng is not None and max(abs(rng[0] - offset), abs(rng[1] - offset)) >= FP16_ROUNDS_TO_INF:
+            raise SampleError("beyond the fp16 range")  # known from the range: no pass needed
         enc = encode_as(x, "float16", offset, strict, name)
         if enc.max_abs <= opts.max_abs_error:
             enc.reason = (

@@ -10,28 +10,35 @@ and how a refused run is undone is :mod:`ampkit.data.resume`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
-import zipfile
-from collections import deque
-from collections.abc import Callable, Generator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
-from . import resume
-from .codec import CodecOptions, SampleError, encode, value_range
-from .format import dumps, rebuild_manifest, sample_key
+from . import parallel, resume
+from .codec import CodecOptions
+from .format import read_shard_entry, shard_name, write_manifest
 from .resume import SETTINGS_NAME
+from .shardjob import encode_sample, write_shard
 from .shardwriter import ShardWriter
-from .sources import Source, load
+from .sources import Source
+from .summary import build_manifest
 
-__all__ = ["DELAY_ENV", "SETTINGS_NAME", "ConvertOptions", "ConvertResult", "convert", "plan_shards"]
+__all__ = [
+    "DELAY_ENV",
+    "SETTINGS_NAME",
+    "ConvertOptions",
+    "ConvertResult",
+    "convert",
+    "encode_sample",
+    "plan_shards",
+]
 
 DELAY_ENV = "AMPKIT_CONVERT_SAMPLE_DELAY"
 """Testing hook: seconds to sleep after writing each sample (lets a test kill a run mid-way)."""
@@ -98,92 +105,93 @@ def plan_shards(sources: list[Source], shard_size: int, samples_per_shard: int) 
     return shards if shards[0] else []
 
 
-def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str, bytes, bytes]:
-    """``(key, bin bytes, json bytes)`` of one sample (runs in a worker process)."""
-    key = sample_key(index)
+class _Written:
+    """Manifest entries and sample metas of the shards written so far, by shard number."""
+
+    def __init__(self, state: resume.OutState):
+        self.state = state
+        self.shards: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+
+    def add(self, path: Path, entry: dict[str, Any], metas: list[dict[str, Any]]) -> None:
+        self.state.written.append(path)  # first, so that a refused run can undo it
+        self.shards[int(path.name[len("shard-") : -len(".tar")])] = (entry, metas)
+
+
+def _write_in_order(
+    jobs: list[int],
+    sources: list[Source],
+    opts: ConvertOptions,
+    plan: list[list[int]],
+    written: _Written,
+    on_sample: Callable[[int], None] | None,
+    delay: float,
+) -> None:
+    """Workers encode samples, this process writes the shards in order (fewer shards left than workers)."""
+    stream = parallel.encoded_samples(jobs, sources, opts.codec, min(opts.workers, len(jobs)))
     try:
-        array, slope, intercept, meta = load(source)
-    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # changed or damaged since discover()
-        raise SampleError(f"sample {key} ({source.path}): cannot be read ({err})") from None
-    enc = encode(array, codec, f"{key} ({source.path})")
-    rng = value_range(array)
-    info = {
-        "key": key,
-        "shape": list(array.shape),
-        "dtype": enc.dtype,
-        "source_dtype": array.dtype.name,
-        "offset": enc.offset,
-        "slope": slope,
-        "intercept": intercept,
-        "source": source.path,
-        "array_key": source.array_key,
-        "range": list(rng) if rng is not None else [None, None],
-        "error": {"max_abs": enc.max_abs, "max_rel": enc.max_rel},
-        "choice": {"dtype": enc.dtype, "reason": enc.reason},
-        "overflow_clipped": enc.clipped,
-        "meta": meta,
-    }
-    return key, enc.data.astype(enc.data.dtype.newbyteorder("<"), copy=False).tobytes(), dumps(info)
-
-
-def _encoded(
-    jobs: list[int], sources: list[Source], codec: CodecOptions, workers: int
-) -> Generator[tuple[str, bytes, bytes], None, None]:
-    """Encoded samples for ``jobs`` in order; at most ``2 * workers`` in flight to bound memory."""
-    workers = min(workers, len(jobs))  # no idle processes (and none at all for a finished resume)
-    if workers <= 1:
-        for i in jobs:
-            yield encode_sample(i, sources[i], codec)
-        return
-    # fork where there is one: a spawned worker would re-import ampkit, and with it torch (seconds
-    # per worker). Forking is safe here because the parent runs no threads meanwhile (the CLI's
-    # progress bar refreshes on each sample, without its own thread) and workers only use numpy.
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
-        pending: deque[Future[tuple[str, bytes, bytes]]] = deque()
-        todo = iter(jobs)
-        for i in todo:
-            pending.append(pool.submit(encode_sample, i, sources[i], codec))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(encode_sample, nxt, sources[nxt], codec))
-            yield result
+        for number, members in enumerate(plan):
+            if number in written.state.done:
+                continue
+            writer = ShardWriter(written.state.out, number)
+            metas: list[dict[str, Any]] = []
+            try:
+                for i in members:
+                    key, data, json_bytes = next(stream)
+                    writer.add(key, data, json_bytes)
+                    metas.append(json.loads(json_bytes))
+                    if on_sample is not None:
+                        on_sample(sources[i].numel * 4)
+                    if delay:
+                        time.sleep(delay)
+                path = writer.close()
+            except BaseException:
+                writer.abort()  # a full disk or an interrupt leaves no temporary shard
+                raise
+            written.add(path, writer.entry(), metas)
+    finally:
+        stream.close()  # stops the worker pool now, also when a write failed
 
 
 def _write(
     sources: list[Source],
     opts: ConvertOptions,
     plan: list[list[int]],
-    state: resume.OutState,
+    written: _Written,
     on_sample: Callable[[int], None] | None,
 ) -> None:
-    """Encode and write every shard of ``plan`` not in ``state.done``; completed ones go to ``state.written``."""
-    jobs = [i for n, members in enumerate(plan) if n not in state.done for i in members]
+    """Encode and write every shard of ``plan`` not in ``state.done``, in this process or in workers.
+
+    With at least as many shards left as workers, each worker writes whole shards (nothing but
+    progress crosses processes, so it scales with the cores); with fewer, workers encode samples
+    and this process writes them. Either way the bytes equal one process's.
+    """
+    todo = [(n, [(i, sources[i]) for i in members]) for n, members in enumerate(plan) if n not in written.state.done]
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
-    stream = _encoded(jobs, sources, opts.codec, opts.workers)
-    try:
-        for number, members in enumerate(plan):
-            if number in state.done:
-                continue
-            writer = ShardWriter(state.out, number)
-            try:
-                for i in members:
-                    key, bin_bytes, json_bytes = next(stream)
-                    writer.add(key, bin_bytes, json_bytes)
-                    if on_sample is not None:
-                        on_sample(sources[i].numel * 4)
-                    if delay:
-                        time.sleep(delay)
-                state.written.append(writer.close())
-            except BaseException:
-                writer.abort()  # a full disk or an interrupt leaves no temporary shard
-                raise
-    finally:
-        stream.close()  # stops the worker pool now, also when a write failed
+    workers = min(opts.workers, sum(len(m) for _, m in todo))
+    if workers > 1 and len(todo) >= workers:
+        parallel.run_shards(todo, written.state.out, opts.codec, workers, delay, on_sample, written.add)
+    elif workers > 1:
+        jobs = [i for _, members in todo for i, _ in members]
+        _write_in_order(jobs, sources, opts, plan, written, on_sample, delay)
+    else:
+        for number, members in todo:
+            written.add(*write_shard(written.state.out, number, members, opts.codec, delay, on_sample))
+
+
+def _manifest(state: resume.OutState, plan: list[list[int]], written: _Written) -> dict[str, Any]:
+    """The manifest: shards written now as their writers recorded them (sha256 taken while writing),
+    shards kept from an interrupted run read back from disk (their hash was never recorded)."""
+    shards: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    for number in range(len(plan)):
+        found = written.shards.get(number)
+        if found is None:
+            found = read_shard_entry(state.out / shard_name(number))
+        shards.append(found[0])
+        metas.extend(found[1])
+    manifest = build_manifest(shards, metas)
+    write_manifest(state.out, manifest)
+    return manifest
 
 
 def convert(
@@ -209,14 +217,15 @@ def convert(
             for _ in plan[n]:
                 on_sample(0)
     start = time.perf_counter()
+    written = _Written(state)
     try:
         orphans = resume.begin(state)
-        _write(sources, opts, plan, state, on_sample)
+        _write(sources, opts, plan, written, on_sample)
     except UsageError:
         resume.undo(state)
         raise
     seconds = time.perf_counter() - start
-    manifest = rebuild_manifest(state.out)
+    manifest = _manifest(state, plan, written)
     jobs = [i for n, members in enumerate(plan) if n not in state.done for i in members]
     read = sum(sources[i].numel * np.dtype(sources[i].dtype).itemsize for i in jobs)
     return ConvertResult(

@@ -245,31 +245,40 @@ def load_manifest(directory: str | Path) -> dict[str, Any]:
         raise ValueError(f"{MANIFEST_NAME}: {err}") from None
 
 
+def read_shard_entry(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One complete shard's manifest entry (its sha256 read from disk) and its sample JSONs, checked.
+
+    What ``convert`` records while writing a shard, recovered from the file alone (for shards
+    kept from an interrupted run and for :func:`rebuild_manifest`). ``ValueError`` names the shard.
+    """
+    path = Path(path)
+    try:
+        index = read_index(path)
+    except ValueError as err:
+        raise ValueError(f"{path.name}: {err}") from None
+    entry = {
+        "name": path.name,
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+        "count": int(index["count"]),
+        "samples": index["samples"],
+    }
+    return entry, sample_metas(path.parent, {"shards": [entry]})
+
+
 def rebuild_manifest(directory: str | Path, write: bool = True) -> dict[str, Any]:
     """Rebuild the manifest from the shards' index members and sample JSONs (and write it)."""
     from .summary import build_manifest  # totals live with the other accounting code
 
-    directory = Path(directory)
     shards: list[dict[str, Any]] = []
     metas: list[dict[str, Any]] = []
-    for path in shard_paths(directory):
-        try:
-            index = read_index(path)
-        except ValueError as err:
-            raise ValueError(f"{path.name}: {err}") from None
-        shards.append(
-            {
-                "name": path.name,
-                "sha256": file_sha256(path),
-                "bytes": path.stat().st_size,
-                "count": int(index["count"]),
-                "samples": index["samples"],
-            }
-        )
-    metas = sample_metas(directory, {"shards": shards})
+    for path in shard_paths(Path(directory)):
+        entry, found = read_shard_entry(path)
+        shards.append(entry)
+        metas.extend(found)
     manifest = build_manifest(shards, metas)
     if write:
-        write_manifest(directory, manifest)
+        write_manifest(Path(directory), manifest)
     return manifest
 
 

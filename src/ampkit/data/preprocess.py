@@ -87,10 +87,35 @@ def _chain(
 ) -> torch.Tensor:
     # one widening copy, then in place: the same arithmetic as out-of-place ops, no temporaries
     x = stored.to(torch.float32, copy=True)
-    if bool(offset.ne(0).any()):
-        x.add_(_per_sample(offset, x))
-    if cfg.rescale and bool(slope.ne(1).any() | intercept.ne(0).any()):
-        x.mul_(_per_sample(slope, x)).add_(_per_sample(intercept, x))
+    scale_(x, offset, slope, intercept, cfg)
+    return reshape(x, cfg)
+
+
+def scale_(
+    x: torch.Tensor,
+    offset: torch.Tensor | float,
+    slope: torch.Tensor | float,
+    intercept: torch.Tensor | float,
+    cfg: PreprocessConfig,
+) -> None:
+    """Steps 1-4 (offset, rescale, clip, normalise) in place on float32 ``x``.
+
+    ``offset``/``slope``/``intercept`` are ``[B]`` vectors for a batch ``x`` or plain floats for
+    one sample. The loaders call this per sample on the row they just widened, while it is still
+    in the CPU cache; the arithmetic is the same float32 operations either way, so a batch
+    processed row by row equals the batch processed at once.
+    """
+    if isinstance(offset, torch.Tensor):
+        shift = bool(offset.ne(0).any())
+        affine = cfg.rescale and bool(torch.as_tensor(slope).ne(1).any() | torch.as_tensor(intercept).ne(0).any())
+        off, mul, add = (_per_sample(torch.as_tensor(v), x) for v in (offset, slope, intercept))
+    else:
+        shift, affine = offset != 0, cfg.rescale and (slope != 1 or intercept != 0)
+        off, mul, add = offset, slope, intercept  # type: ignore[assignment]
+    if shift:
+        x.add_(off)
+    if affine:
+        x.mul_(mul).add_(add)
     if cfg.clip is not None:
         x.clamp_(cfg.clip[0], cfg.clip[1])
     if cfg.normalize == "range":
@@ -98,6 +123,10 @@ def _chain(
         x.sub_(lo).mul_(2.0 / (hi - lo)).sub_(1.0)
     elif cfg.normalize == "meanstd":
         x.sub_(cfg.mean).div_(cfg.std)
+
+
+def reshape(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Steps 5-6 on a float32 batch: ``resize`` the trailing axes, insert the channel axis."""
     if cfg.resize is not None:
         x = _resize(x, cfg.resize, cfg.resize_mode)
     if cfg.add_channel:

@@ -73,7 +73,7 @@ def span(value: Any, where: str) -> list[int]:
 
 
 def entry(value: Any, where: str) -> dict[str, Any]:
-    """One sample's index entry: ``key``, ``bin`` and ``json`` spans, optional ``sha256``."""
+    """One sample's index entry: ``key``, ``bin`` and ``json`` spans, optional ``crc32c`` and ``sha256``."""
     e = _obj(value, where)
     key = _text(e.get("key"), f"{where}.key")
     if "/" in key or key.startswith("."):
@@ -83,6 +83,9 @@ def entry(value: Any, where: str) -> dict[str, Any]:
     digest = e.get("sha256")
     if digest is not None and not (isinstance(digest, str) and _SHA256_RE.match(digest)):
         raise ValueError(f"{where}.sha256 is {digest!r}, not a hex sha256")
+    crc = e.get("crc32c")
+    if crc is not None and (type(crc) is not int or not 0 <= crc < 1 << 32):
+        raise ValueError(f"{where}.crc32c is {crc!r}, not a CRC-32C (integer in [0, 2**32))")
     return e
 
 

@@ -60,16 +60,18 @@ class Source:
         return math.prod(self.shape)
 
 
-def _header(fp: Any) -> tuple[tuple[int, ...], np.dtype, int]:
-    """``(shape, dtype, data bytes the header promises)`` of a ``.npy`` stream, which is left at the data."""
+def _header(fp: Any, with_order: bool = False) -> Any:
+    """``(shape, dtype, data bytes the header promises)`` of a ``.npy`` stream, which is left at the data
+    (``with_order``: and whether the data is in Fortran order, as a fourth item)."""
     version = np.lib.format.read_magic(fp)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
     else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
     if any(n < 0 for n in shape):
         raise ValueError(f"negative dimension in shape {shape}")
-    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize
+    found = (tuple(shape), dtype, math.prod(shape) * dtype.itemsize)
+    return (*found, bool(fortran)) if with_order else found
 
 
 def _check_array(label: str, shape: tuple[int, ...], dtype: np.dtype, hint: str = "") -> None:
@@ -220,17 +222,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def read_array(fp: Any) -> np.ndarray:
+    """The array of a ``.npy`` stream (a file or an ``.npz`` member), read straight into its memory.
+
+    One ``readinto`` of the data (``np.load`` reads a large ``.npy`` several times slower); the
+    header is checked as :func:`discover` checks it, and a short file is a ``ValueError``.
+    """
+    shape, dtype, need, fortran = _header(fp, with_order=True)
+    if dtype.hasobject:
+        raise ValueError(f"dtype {dtype} holds Python objects; {_VALID_ARRAY}")
+    array = np.empty(shape, dtype, order="F" if fortran else "C")
+    raw = (array.T if fortran else array).reshape(-1).view(np.uint8)
+    got = 0
+    while got < need:
+        n = fp.readinto(raw[got:])
+        if not n:
+            raise ValueError(f"truncated: {got} of {need} data bytes")
+        got += n
+    return array
+
+
 def load(source: Source) -> tuple[np.ndarray, float, float, dict[str, Any]]:
     """``(array, slope, intercept, meta)`` of one source."""
     path = Path(source.path)
     found: dict[str, Any] = {}
     if source.array_key is None:
-        array = np.load(path, allow_pickle=False)
+        with open(path, "rb", buffering=0) as fp:
+            array = read_array(fp)
     else:
-        with np.load(path, allow_pickle=False) as npz:
-            array = npz[source.array_key]
+        with zipfile.ZipFile(path) as zf:
+            with zf.open(f"{source.array_key}.npy") as fp:
+                array = read_array(fp)
             for name in source.meta_keys:
-                found[name] = _plain(npz[name][()])
+                with zf.open(f"{name}.npy") as fp:
+                    found[name] = _plain(read_array(fp)[()])
     found.update(read_sidecar(path))
     scale = {"slope": 1.0, "intercept": 0.0}
     meta: dict[str, Any] = {}

@@ -1,8 +1,9 @@
 """``verify-shards``: every shard's sha256 and every sample's integrity and decodability.
 
 Checks run against the manifest: a shard that is missing, unlisted, of another size or whose
-sha256 differs is a problem; inside a shard each sample's bytes are compared with the sha256 its
-index entry records (so a flipped byte is pinned to a sample key when it lies in sample data),
+whole-file sha256 (recorded at conversion, for provenance) differs is a problem; inside a shard
+each sample's bytes are compared with the checksum its index entry records (CRC-32C, or sha256
+in shards written before CRC-32C), so a flipped byte is pinned to a sample key when it lies in sample data;
 its JSON is parsed and its ``.bin`` decoded. The tar structure is read once with ``tarfile`` to
 catch damaged headers. Without a usable manifest (missing, not JSON, malformed) that is itself a
 problem, and each shard is checked against its own ``__index__`` member instead.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checksum import sample_crc
 from .folder import ShardFolder, open_folder
 from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
 from .schema import parse_json, sample_meta
@@ -94,7 +96,10 @@ def _check_sample(fh: Any, entry: dict[str, Any]) -> str | None:
         json_bytes = read_member(fh, entry["json"])
     except (OSError, ValueError) as err:
         return f"cannot read sample bytes ({err})"
-    if "sha256" in entry and hashlib.sha256(bin_bytes + json_bytes).hexdigest() != entry["sha256"]:
+    if "crc32c" in entry:
+        if sample_crc(bin_bytes, json_bytes) != entry["crc32c"]:
+            return "sample bytes differ from the crc32c recorded in the manifest"
+    elif "sha256" in entry and hashlib.sha256(bin_bytes + json_bytes).hexdigest() != entry["sha256"]:
         return "sample bytes differ from the sha256 recorded in the manifest"
     try:
         meta = sample_meta(parse_json(json_bytes, "sample JSON"), "sample JSON")

@@ -46,7 +46,8 @@ class TrainConfig:
     seed: int = 0
     """Seeds model initialisation and data order."""
     size: str = "default"
-    """Task size: ``default`` or ``small`` (tiny shapes for tests and fp16 on CPU)."""
+    """Task size: ``default``, ``small`` (tiny shapes for tests and fp16 on CPU) or ``gpu`` (matmul-bound
+    on a GPU: tinygpt at GPT-2 small's shape, a wider and deeper CNN for digits)."""
     out: Path | None = None
     """Run folder for ``metrics.json`` and ``last.pt``; nothing is written when None."""
     checkpoint_every: int = 0
@@ -64,6 +65,11 @@ class TrainConfig:
     """How bf16 parameters take updates: ``plain`` (AdamW, round to nearest), ``kahan`` or ``stochastic``."""
     fp8_emulate: bool = False
     """fp8-mixed without fp8 hardware: fp8 casts and scales around fp32 matmuls (slow, same numerics)."""
+    compile: bool = False
+    """``torch.compile`` the prepared model (in place: checkpoints keep their keys); where the mode
+    cannot compile here or the compile fails, one warning line and the run goes on eager."""
+    compile_backend: str | None = None
+    """torch.compile backend with ``compile``; None: inductor (``aot_eager``/``eager`` only trace)."""
     nproc: int = 1
     """Processes training together (``--nproc``); each takes its slice of every global micro-batch."""
     strategy: str = "ddp"

@@ -14,6 +14,7 @@ from ..errors import UsageError
 from ..numerics.fallback import NumericsGuard, resume_precision
 from ..numerics.telemetry import low_precision_flop_share
 from ..precision import Precision
+from ..precision.compile import CompileClock
 from .checkpoint import capture_rng, save_atomic
 from .config import TrainConfig
 from .dist_state import gather_rng, load_state_dicts, restore_rank_rng, state_dicts
@@ -171,11 +172,16 @@ def _train(
             start_hook = getattr(hook, "on_train_start", None)  # optional: older hooks lack it
             if start_hook is not None:
                 start_hook(run)
+        clock = CompileClock(run.model) if config.compile else None  # compile time apart from step time
         for step in range(start, run.total_steps):
+            if clock is not None:
+                clock.before_step()
             began = time.perf_counter()
             loss, outcome = run_step(run, step)
             synchronize(device)
             elapsed = time.perf_counter() - began
+            if clock is not None:
+                clock.after_step(step + 1, elapsed)
             record = StepRecord(
                 step + 1, float(loss), outcome.applied, outcome.loss_scale, outcome.grad_norm, elapsed, items
             )
@@ -192,6 +198,8 @@ def _train(
                 _save_checkpoint(run, result, step + 1, ckpt)
     guard.finish(result)
     result.final = evaluate(run.model, run.task, run.precision)
+    if clock is not None:
+        result.compile = clock.to_dict()
     if out is not None:
         _save_checkpoint(run, result, run.total_steps, ckpt)  # type: ignore[arg-type]
         if run.dist.is_main:

@@ -62,6 +62,9 @@ class RunResult:
     """Precision switches of ``--on-nonfinite fallback``: ``{step, from, to, reason}``."""
     numerics: dict[str, Any] = field(default_factory=dict)
     """Telemetry: ``flop_share`` (``low_precision_flop_share``), skipped-step rate, loss scales, grad norms."""
+    compile: dict[str, Any] | None = None
+    """With ``--compile``: backend, status (``compiled``/``eager``), reason, and the compile time
+    (``compile_s``, dynamo's timers) of the steps that compiled, apart from their step times."""
     segments: list[dict[str, Any]] = field(default_factory=list)
     """Steps run per precision, in order: ``{precision, from_step, to_step, steps}`` (1-based,
     inclusive; ``steps`` 0 when the run ended right after switching). A resume under another

@@ -56,6 +56,9 @@ def build_run(
     )
     task = build_task(config.task, TaskSpec(config.seed, config.batch_size, device, config.size))
     model = dist.prepare(task.model, precision)
+    if config.compile:  # after prepare: the compiled graph has the mode's dtypes, islands and fp8 layers
+        backend = {"backend": config.compile_backend} if config.compile_backend else {}
+        model = precision.compile(model, **backend)
     optimizer = PrecisionOptimizer(
         build_optimizer(model, config, task),
         precision,

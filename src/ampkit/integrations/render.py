@@ -55,9 +55,14 @@ def to_yaml(data: Any, indent: int = 0) -> str:
     return pad + _scalar(data) + "\n"
 
 
+#: Frameworks whose config is JSON (DeepSpeed's ds_config.json, HfArgumentParser.parse_json_file,
+#: a serialized Keras policy); the others read YAML.
+JSON_CONFIGS = ("deepspeed", "transformers", "keras")
+
+
 def _config_text(result: Export) -> str:
-    """The config payload in the format the framework reads (JSON for DeepSpeed, else YAML)."""
-    if result.framework == "deepspeed":
+    """The config payload in the format the framework reads (see :data:`JSON_CONFIGS`)."""
+    if result.framework in JSON_CONFIGS:
         return json.dumps(result.config, indent=2) + "\n"
     return to_yaml(result.config)
 
@@ -77,12 +82,14 @@ def render(result: Export, fmt: str = "text", *, config_only: bool = False) -> s
         return json.dumps(result.to_dict(), indent=2) + "\n"
     if fmt == "yaml":
         return to_yaml(result.to_dict())
-    head = f"ampkit precision {result.precision} -> {result.framework}: {result.equivalence}\n"
+    head = f"ampkit precision {result.precision} -> {result.framework} on {result.device}: {result.equivalence}\n"
     parts = [head]
     if result.config is not None:
         parts += [f"\n# {result.config_kind}\n", _config_text(result)]
     if result.code:
         parts += ["\n# Python\n", result.code + "\n"]
+    if result.tf32 is not None and result.tf32.field is None:
+        parts += [f"\n# or, instead of the TF32 lines, launch with: {result.tf32.env_line()}\n"]
     if result.notes:
         parts += ["\nnotes:\n", *(f"  - {note}\n" for note in result.notes)]
     return "".join(parts)

@@ -60,7 +60,7 @@ def analyze(
     from ..engine.setup import build_run
 
     mode = canonical_mode(mode or config.precision)
-    reference = build_run(dataclasses.replace(config, precision="fp32", keep_fp32=None))
+    reference = build_run(dataclasses.replace(config, precision="fp32", keep_fp32=None, compile=False))
     arm = build_run(dataclasses.replace(config, precision=mode))
     arm.optimizer.skip_nonfinite = True  # as ``train`` does: no NaN updates in the drift figures
     share = low_precision_flop_share(arm)

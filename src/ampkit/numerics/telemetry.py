@@ -115,6 +115,7 @@ def low_precision_flop_share(run: RunSetup, batch: int = 0) -> dict[str, Any]:
     try:
         with (
             torch.random.fork_rng(devices=devices),
+            torch.compiler.set_stance("force_eager"),  # a compiled model: the probe compiles nothing
             precision.scope(),
             no_sync() if callable(no_sync) else contextlib.nullcontext(),
         ):

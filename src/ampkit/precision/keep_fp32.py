@@ -2,8 +2,8 @@
 
 One override syntax, :class:`ModuleFilter`, names modules by type (``"LayerNorm"``) or by
 qualified-name regex (``"re:^head\\."``); true-half conversion, FSDP2 policies and fp8
-filters all read it. Kept modules become *fp32 islands*: forward hooks switch autocast off
-and cast floating inputs to fp32 on the way in, and back to the surrounding dtype on the way out.
+filters all read it. Kept modules become *fp32 islands*: a forward pre-hook casts floating inputs to fp32, their
+forward runs with autocast off, and a forward hook hands the output back in the surrounding dtype.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -104,47 +104,60 @@ def _cast_floating(tree: Any, dtype: torch.dtype) -> Any:
 
 
 class _Fp32Island:
-    """Forward hooks that run one module in fp32 and hand its output back in ``out_dtype``."""
+    """Hooks that cast a kept module's floating inputs to fp32 and its output to ``out_dtype``."""
 
     def __init__(self, out_dtype: torch.dtype | None):
         self.out_dtype = out_dtype
-        self._stacks: list[ExitStack] = []
 
     def before(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        stack = ExitStack()
-        for device_type in _AUTOCAST_DEVICES:
-            if torch.is_autocast_enabled(device_type):
-                stack.enter_context(torch.autocast(device_type, enabled=False))
-        self._stacks.append(stack)
         return _cast_floating(args, torch.float32), _cast_floating(kwargs, torch.float32)
 
     def after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
-        if self._stacks:
-            self._stacks.pop().close()
         return output if self.out_dtype is None else _cast_floating(output, self.out_dtype)
+
+
+class _AutocastOffForward:
+    """A kept module's ``forward``: its class's forward run with autocast off.
+
+    A wrapper, not a pre/post hook pair holding an autocast context open from one hook to the
+    other: torch.compile (dynamo) traces a ``with`` block inside one call without a graph break,
+    and fails on the pair. It holds the module and its class's function (not a bound method), so
+    ``copy.deepcopy`` and pickling rebind it to the copy.
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module, self.func = module, type(module).forward
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with fp32_region():
+            return self.func(self.module, *args, **kwargs)
 
 
 def install_fp32_islands(
     model: nn.Module, modules: Iterable[nn.Module], out_dtype: torch.dtype | None
 ) -> int:
-    """Convert ``modules`` to fp32 and hook them as fp32 islands; returns how many were installed."""
+    """Convert ``modules`` to fp32 and make them fp32 islands; returns how many were installed."""
     count = 0
     for module in modules:
         module.float()
         island = _Fp32Island(out_dtype)
         module.register_forward_pre_hook(island.before, with_kwargs=True)
         module.register_forward_hook(island.after, with_kwargs=True, always_call=True)
+        module.forward = _AutocastOffForward(module)  # type: ignore[method-assign]
         count += 1
     return count
 
 
 @contextmanager
 def fp32_region() -> Iterator[None]:
-    """Run the enclosed code with autocast off on every device (inputs must be cast by the caller)."""
-    with ExitStack() as stack:
-        for device_type in _AUTOCAST_DEVICES:
-            if torch.is_autocast_enabled(device_type):
-                stack.enter_context(torch.autocast(device_type, enabled=False))
+    """Run the enclosed code with autocast off on every device (inputs must be cast by the caller).
+
+    Plain ``with`` blocks (no ExitStack): torch.compile traces them without a graph break."""
+    cpu, cuda = (
+        torch.autocast(d, enabled=False) if torch.is_autocast_enabled(d) else nullcontext()
+        for d in _AUTOCAST_DEVICES
+    )
+    with cpu, cuda:
         yield
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..hardware.capabilities import DeviceCaps, device_capabilities
+from ..script_log import record_precision
 from ..warn import warn
 from .aliases import PrecisionError, canonical_mode
 from .fit import check_fit
@@ -34,7 +35,7 @@ from .keep_fp32 import (
 )
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
 from .qat import convert_int8, describe_quant, prepare_qat
-from .resolve import from_env, request_from_args, resolve
+from .resolve import from_env, request_from_args, resolve, study_conflict, study_mode
 from .tensors import floating_dtypes, prepare_tensors
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,6 +63,7 @@ class Precision:
         keep_fp32: str | Iterable[str] | ModuleFilter | None = None,
         caps: DeviceCaps | None = None,
         fp8_emulate: bool = False,
+        compile: bool | Mapping[str, Any] = False,
     ):
         self.spec: ModeSpec = MODES[canonical_mode(mode)]
         self.device = torch.device(device)
@@ -69,10 +71,15 @@ class Precision:
         self.caps = caps or device_capabilities(self.device)
         #: fp8 modes: run the fp8 casts and scales with fp32 matmuls (any device) instead of fp8 kernels.
         self.fp8_emulate = fp8_emulate
+        #: ``prepare`` ends with :meth:`compile` (True: torch.compile's defaults; a mapping: its kwargs).
+        self.compile_kwargs: dict[str, Any] | None = (
+            dict(compile) if isinstance(compile, Mapping) else ({} if compile else None)
+        )
         #: Fit warnings for this device, also emitted as :class:`PrecisionWarning`.
         self.warnings: list[str] = check_fit(self.spec, self.caps, fp8_emulate=fp8_emulate)
         for message in self.warnings:
             warn(message, PrecisionWarning)  # attributed to the user's line, not ampkit's
+        record_precision(self)  # inside a study arm: the proof line in $AMPKIT_LOG_FILE
 
     # -- construction from the other spellings -------------------------------------------------
     @classmethod
@@ -80,13 +87,20 @@ class Precision:
         cls, args: argparse.Namespace, device: torch.device | str | None = None, **kw: Any
     ) -> Precision:
         """From a parsed namespace: ampkit's flags (:func:`add_precision_args`) and a script's own
-        ``--mixed_precision`` / ``--amp_dtype``, read as the script means them (no switch: fp32)."""
+        ``--mixed_precision`` / ``--amp_dtype``, read as the script means them (no switch: fp32).
+
+        Without precision flags, a study arm's ``AMPKIT_PRECISION`` decides, then ``USE_AMP``. Flags
+        that contradict ``AMPKIT_PRECISION`` win, with a :class:`PrecisionWarning` (the study flags
+        the arm from its precision line)."""
         dev = torch.device(device or getattr(args, "device", None) or "cpu")
         caps = kw.pop("caps", None) or device_capabilities(dev)
         keep = kw.pop("keep_fp32", None) or getattr(args, "keep_fp32", None)
         mode = resolve(
             request_from_args(args), device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware
         )
+        conflict = study_conflict(mode)
+        if conflict:
+            warn(conflict, PrecisionWarning)
         kw.setdefault("fp8_emulate", bool(getattr(args, "fp8_emulate", False)))
         return cls(mode, dev, keep_fp32=keep, caps=caps, **kw)
 
@@ -94,10 +108,13 @@ class Precision:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, device: torch.device | str = "cpu", **kw: Any
     ) -> Precision:
-        """From ``USE_AMP=1`` / ``AMP_DTYPE=fp16|bf16``; fp32 when ``USE_AMP`` is unset."""
+        """From a study arm's ``AMPKIT_PRECISION`` (any spelling), else ``USE_AMP=1`` /
+        ``AMP_DTYPE=fp16|bf16``; fp32 when neither is set."""
         caps = kw.pop("caps", None) or device_capabilities(device)
         mode = (
-            from_env(environ, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware) or "fp32"
+            study_mode(environ)
+            or from_env(environ, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware)
+            or "fp32"
         )
         return cls(mode, device, caps=caps, **kw)
 
@@ -121,6 +138,8 @@ class Precision:
         """Autocast for mixed modes; a no-op context for the others."""
         if self.spec.autocast_dtype is None:
             return contextlib.nullcontext()
+        if torch.compiler.is_compiling():  # traced by torch.compile: checked when it ran eagerly
+            return torch.autocast(self.device.type, dtype=self.spec.autocast_dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ctx = torch.autocast(self.device.type, dtype=self.spec.autocast_dtype)
@@ -173,6 +192,7 @@ class Precision:
         :class:`~ampkit.precision.fp8.Float8Linear` (same parameters). Returns the same object,
         modified in place — except int8-qat, which returns a traced, fake-quantised copy of a
         module sharing the parameters (use the returned module). Anything else: :class:`UsageError`.
+        Built with ``compile=``, a module is then compiled in place (:meth:`compile`).
         """
         if not isinstance(model, nn.Module):
             if self.spec.quantization:
@@ -197,6 +217,8 @@ class Precision:
             model = convert_to_fp8(model, self.keep_fp32, emulate=self.fp8_emulate)
         if self.spec.quantization:
             model = prepare_qat(model, self.keep_fp32)  # a traced copy sharing the parameters
+        if self.compile_kwargs is not None:
+            model = self.compile(model, **self.compile_kwargs)
         return model
 
     # -- custom autograd Functions -------------------------------------------------------------
@@ -222,6 +244,17 @@ class Precision:
         if bwd is None:
             return self.custom_bwd
         return fp32_backward(bwd, self.device.type)
+
+    def compile(self, model: Any, **torch_compile_kwargs: Any) -> Any:
+        """``torch.compile`` for this mode: a prepared ``nn.Module`` is compiled in place (its
+        ``state_dict`` keys unchanged) and returned; a function (e.g. forward + ``@fp32`` loss)
+        comes back compiled. Where this mode cannot compile here, or the compile fails at the
+        first call, one :class:`~ampkit.precision.compile.CompileWarning` says why and it runs
+        eager. Keyword arguments go to ``torch.compile`` (``backend``, ``mode``, ``dynamic``, ...).
+        """
+        from .compile import compile_model
+
+        return compile_model(model, self.name, self.device.type, **torch_compile_kwargs)
 
     def convert(self, model: nn.Module) -> nn.Module:
         """The deployable form of a prepared, trained ``model``: int8 kernels for int8-qat (CPU only,

@@ -1,8 +1,9 @@
 """Turn flags and environment variables into one canonical mode, or one clear error.
 
 The sources, in order of authority: ``--precision``; the seeds' ``--mixed_precision
-[--amp_dtype fp16|bf16]`` and ``--amp``; the environment (``USE_AMP=1`` with ``AMP_DTYPE``).
-Flags that disagree with each other are a conflict; the environment only fills in a default.
+[--amp_dtype fp16|bf16]`` and ``--amp``; a study arm's ``AMPKIT_PRECISION`` (any spelling, see
+:mod:`ampkit.script_log`); the environment (``USE_AMP=1`` with ``AMP_DTYPE``). Flags that
+disagree with each other are a conflict; the environment only fills in a default.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .aliases import PrecisionError, canonical_mode
+from ..script_log import PRECISION_ENV
+from .aliases import PrecisionError, canonical_mode, valid_spellings
 from .args import OWNERS_ATTR, FlagOwners
 
 log = logging.getLogger("ampkit")
@@ -93,6 +95,31 @@ def _log_auto_choice(source: str, mode: str, device_type: str, bf16_in_hardware:
     log.info("ampkit: %s chose %s (%s)", source, mode, reason)
 
 
+def study_mode(environ: Mapping[str, str] | None = None) -> str | None:
+    """The canonical mode a study arm asks for (``AMPKIT_PRECISION``, any spelling); None when unset."""
+    env = os.environ if environ is None else environ
+    text = env.get(PRECISION_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return canonical_mode(text)
+    except PrecisionError:
+        raise PrecisionError(f"unknown {PRECISION_ENV}={text!r}; valid: {valid_spellings()}") from None
+
+
+def study_conflict(mode: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The warning for a script whose own precision flags chose ``mode`` although the study arm
+    asked for another (``AMPKIT_PRECISION``); None when they agree or no study asks."""
+    asked = study_mode(environ)
+    if asked is None or asked == mode:
+        return None
+    return (
+        f"the study asked for {asked} ({PRECISION_ENV}) but the script's precision flags say {mode}; "
+        f"running {mode} as the flags say (drop the flag from the study's command, or pass "
+        f"{{precision}} / {{amp_flags}} there, to let the study choose)"
+    )
+
+
 def from_env(
     environ: Mapping[str, str] | None = None, *, device_type: str = "cpu", bf16_in_hardware: bool = False
 ) -> str | None:
@@ -149,6 +176,8 @@ def resolve(
         if request.amp and not request.amp_dtype:
             _log_auto_choice("--amp", mode, device_type, bf16_in_hardware)
         return mode
-    return from_env(environ, device_type=device_type, bf16_in_hardware=bf16_in_hardware) or canonical_mode(
-        default
+    return (
+        study_mode(environ)
+        or from_env(environ, device_type=device_type, bf16_in_hardware=bf16_in_hardware)
+        or canonical_mode(default)
     )

@@ -77,6 +77,27 @@ def flop_figures(config: TrainConfig, median_s: float | None) -> dict[str, Figur
     return out
 
 
+def compile_figures(info: dict[str, Any], warmup: int) -> dict[str, Figure]:
+    """torch.compile's compile time, apart from the step times (warm-up excludes the steps that
+    compiled, unless one recompiled later: the method then says so)."""
+    steps = info.get("compile_steps") or []
+    late = [s for s in steps if s > warmup]
+    how = f"{info['method']}; steps that compiled: {', '.join(map(str, steps)) or 'none'}"
+    if late:
+        how += f" (steps {late} compiled after warm-up: their time is inside the step-time figures)"
+    if info.get("status") == "eager":
+        how += f"; ran eager: {info.get('reason')}"
+    seconds = info.get("compile_s")
+    return {
+        "compile_time_s": figure(seconds, "s", how) if seconds is not None else unavailable("s", how),
+        "first_step_s": figure(
+            info.get("first_step_s"),
+            "s",
+            "wall time of the first step (compile included), device-synchronised",
+        ),
+    }
+
+
 def rank() -> tuple[int, int]:
     """``(RANK, LOCAL_RANK)`` from a launcher's environment; ``(0, 0)`` for a single-process arm."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -104,6 +125,8 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         **meters.energy_figures(items),
         "skipped_steps": figure(result.skipped_steps, "steps", "optimizer steps the GradScaler skipped"),
     }
+    if result.compile:  # --compile: compile time apart from step time
+        figures.update(compile_figures(result.compile, warmup))
     if result.final_loss_scale is not None:  # no scaler: the figure does not apply (shown as "-")
         figures["final_loss_scale"] = figure(
             result.final_loss_scale, "", "GradScaler scale after the last step"
@@ -121,6 +144,7 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         "nproc": config.nproc,
         "parent_pid": os.getppid(),
         "describe": result.describe,
+        "compile": result.compile,
         "flags": meters.flags,
         "threads": torch.get_num_threads(),
         "device": str(device),

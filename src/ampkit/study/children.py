@@ -58,6 +58,20 @@ def start_arm(command: list[str], env: dict[str, str], stderr: IO[str]) -> subpr
     )
 
 
+def start_command(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a user's command (through :data:`ampkit.study.command.WRAP`) in a new session, stdin closed,
+    stdout and stderr on two byte pipes (a script may print any bytes; lines are decoded leniently)."""
+    env = {**env, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+
+
 def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
     try:
         if hasattr(os, "killpg"):

@@ -28,10 +28,16 @@ import tomllib
 from ..engine import TrainConfig
 from ..errors import UsageError
 from ..precision import PrecisionError, canonical_mode, from_env
+from .command_config import command_or_task
 from .validate import check_fields, check_name, check_overrides, check_seeds, is_int, is_number, kind_of
 
 #: TrainConfig fields an experiment sets itself; overrides may not touch them.
-RESERVED = frozenset({"task", "precision", "seed", "steps", "epochs", "out", "resume", "progress", "nproc"})
+RESERVED = frozenset(
+    {"task", "precision", "seed", "steps", "epochs", "out", "resume", "progress", "nproc", "compile"}
+)
+#: ``compile`` values of an experiment; an arm compiled with torch.compile is labelled ``MODE+compile``.
+COMPILE_CHOICES = ("off", "on", "both")
+COMPILE_SUFFIX = "+compile"
 #: TrainConfig fields ``overrides`` may set.
 OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RESERVED)
 
@@ -58,14 +64,33 @@ class Experiment:
     """TrainConfig fields shared by every arm (batch_size, lr, size, device, threads, eval_every, ...)."""
     gpus: int = 1
     """Processes per arm (torchrun-style ranks, one per GPU; on CPU, gloo processes) sharing each batch."""
+    compile: str = "off"
+    """torch.compile: ``off``, ``on`` (every arm compiled, labelled ``MODE+compile``) or ``both``
+    (each mode eager and compiled, side by side); compile time is reported apart from step time."""
+    command: tuple[str, ...] | None = None
+    """A user's own command run once per arm instead of ``task`` (``ampkit compare -- COMMAND``)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of a command's arms (values may hold placeholders such as ``{out}``)."""
+    parse: tuple[str, ...] = ()
+    """Regexes with named groups applied to each line of a command's stdout/stderr."""
+    metric: str | None = None
+    """A command's accuracy-like value, ``NAME[:max|:min]`` (default: accuracy/acc when logged)."""
+    amp_flags: str | None = None
+    """What ``{amp_flags}`` expands to in mixed-mode arms (default ``--mixed_precision --amp_dtype {amp_dtype}``)."""
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for values that cannot make a fair study (types, ranges, names)."""
+        from .command_config import validate_command, validate_task_fields
+
         check_name(self.name, f"experiment {self.name!r}")
         where = "compare" if self.name == "compare" else f"experiment {self.name!r}"  # the flags' study
+        if self.command is not None:
+            validate_command(self)
+        else:
+            validate_task_fields(self)
         if not isinstance(self.task, str) or not self.task.strip():
             raise UsageError(f"{where}: task {self.task!r}; valid: digits, tinygpt, ct or module:factory")
         for key in ("steps", "warmup_steps", "gpus"):
@@ -97,6 +122,15 @@ class Experiment:
         check_overrides(self.overrides, where, OVERRIDABLE)
         if self.gpus < 1:
             raise UsageError(f"{where}: gpus={self.gpus}; valid: a whole number >= 1")
+        if isinstance(self.compile, bool):  # a study file's compile = true/false
+            self.compile = "on" if self.compile else "off"
+        if self.compile not in COMPILE_CHOICES:
+            raise UsageError(f"{where}: compile = {self.compile!r}; valid: {', '.join(COMPILE_CHOICES)}")
+        if self.command is not None and self.compile != "off":
+            raise UsageError(
+                f"{where}: compile = {self.compile!r} applies to task studies; valid with a COMMAND: "
+                "off (compile inside the script)"
+            )
 
     @property
     def eval_every(self) -> int:
@@ -106,11 +140,14 @@ class Experiment:
         return max(1, self.steps // 10) if self.target_metric is not None else 0
 
     def train_config(self, mode: str, seed: int) -> TrainConfig:
-        """The arm's TrainConfig: identical across arms except for the precision."""
+        """The arm's TrainConfig: identical across arms except for the precision (and, for an arm
+        labelled ``MODE+compile``, torch.compile)."""
         values = {**self.overrides, "eval_every": self.eval_every}
+        precision, compiled, _ = mode.partition(COMPILE_SUFFIX)
         return TrainConfig(
             task=self.task,
-            precision=mode,
+            precision=precision,
+            compile=bool(compiled),
             seed=seed,
             steps=self.steps,
             out=None,
@@ -195,6 +232,9 @@ def _experiment(
     check_overrides(table.get("overrides", {}), where, OVERRIDABLE)
     values = {**base, **table}
     values["overrides"] = {**base.get("overrides", {}), **table.get("overrides", {})}
+    if isinstance(base.get("env"), Mapping) and isinstance(table.get("env"), Mapping):
+        values["env"] = {**base["env"], **table["env"]}
+    values = command_or_task(values, table, where)
     if "precisions" in values:
         values["precisions"] = parse_precisions(values["precisions"], where)
     else:

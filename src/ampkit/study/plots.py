@@ -45,6 +45,13 @@ def _mean_curve(arm: dict[str, Any]) -> list[float]:
     return [sum(c[i] for c in curves) / len(curves) for i in range(length)]
 
 
+def _steps(arm: dict[str, Any], length: int) -> list[int]:
+    """x values of an arm's curve: the logged step numbers of a command arm, else 1..length."""
+    runs = [r for r in arm["runs"] if r.get("status") == "measured"]
+    logged = runs[0].get("loss_steps") if runs else None
+    return list(logged[:length]) if logged and len(logged) >= length else list(range(1, length + 1))
+
+
 def _bars(
     ax: Any, arms: list[dict[str, Any]], key: str, scale: float, err_key: str | None, label_fmt: str
 ) -> list[str]:
@@ -83,25 +90,25 @@ def write_plots(study: dict[str, Any], out: Path) -> list[Path]:
         return []
     paths = []
     steps, warmup = study["settings"]["steps"], study["settings"]["warmup_steps"]
-    window = max(1, steps // 30)
+    longest = max((len(r.get("loss_curve", [])) for a in arms for r in a["runs"]), default=0)
+    window = max(1, (steps or longest) // 30)  # a command's steps are the script's own
     seeds = len(study["settings"]["seeds"])
     fig, (ax, diff) = plt.subplots(2, 1, figsize=(7.5, 6.4), sharex=True, height_ratios=(3, 2))
     curves = {arm["mode"]: _smooth(_mean_curve(arm), window) for arm in arms}
     base = curves.get("fp32")
     for i, arm in enumerate(arms):
         curve, style = curves[arm["mode"]], {"color": colour(arm["mode"], i), "ls": STYLES[i % len(STYLES)]}
-        ax.plot(range(1, len(curve) + 1), curve, label=arm["mode"], lw=1.6, **style)
+        xs = _steps(arm, len(curve))
+        ax.plot(xs, curve, label=arm["mode"], lw=1.6, **style)
         if base is not None and arm["mode"] != "fp32":
             n = min(len(curve), len(base))
-            diff.plot(
-                range(1, n + 1), [curve[k] - base[k] for k in range(n)], label=arm["mode"], lw=1.4, **style
-            )
+            diff.plot(xs[:n], [curve[k] - base[k] for k in range(n)], label=arm["mode"], lw=1.4, **style)
     for axis in (ax, diff):
         if warmup:
             axis.axvspan(0, warmup, color="#dddddd", alpha=0.6, label=f"warm-up ({warmup} steps, not timed)")
     ax.set_ylabel("training loss (unitless)")
     ax.set_title(
-        f"{study['task']}: training loss, mean of {seeds} seed(s)"
+        f"{textwrap.shorten(study['task'], 60)}: training loss, mean of {seeds} seed(s)"
         + (f", moving average of {window} steps" if window > 1 else ""),
         fontsize=10,
     )
@@ -115,11 +122,13 @@ def write_plots(study: dict[str, Any], out: Path) -> list[Path]:
 
     metric = arms[0]["summary"]["metric_name"]
     gpu = "peak_mem_allocated_bytes" in arms[0]["summary"]
+    nvml = "peak_gpu_mem_bytes" in arms[0]["summary"]  # a command arm on a GPU machine
     bar_specs = [
         ("step_time.png", "step_time_median_s", 1e3, "median step time (ms)", "step_time_p90_s",
          "step time after warm-up: bar = median, whisker = p90", "{:.1f}"),
-        ("peak_memory.png", "peak_mem_allocated_bytes" if gpu else "peak_rss_bytes", 2**-20, "peak memory (MiB)",
-         None, "GPU max_memory_allocated after warm-up" if gpu else "peak RSS of each arm's process", "{:.0f}"),
+        ("peak_memory.png", "peak_mem_allocated_bytes" if gpu else "peak_gpu_mem_bytes" if nvml else "peak_rss_bytes",
+         2**-20, "peak memory (MiB)", None, "GPU max_memory_allocated after warm-up" if gpu else
+         "GPU memory of each arm's processes (NVML)" if nvml else "peak RSS of each arm's process (tree)", "{:.0f}"),
         ("energy.png", "energy_j", 1.0, "energy over the timed steps (J)", None,
          "energy (counter-measured only)", "{:.1f}"),
         ("metric_delta.png", "metric_delta", 1.0, f"Δ eval {metric} vs fp32 (absolute)", None,

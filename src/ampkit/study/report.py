@@ -41,6 +41,9 @@ def fmt(fig: dict[str, Any] | None, scale: float = 1.0, digits: int = 2, unit: s
 
 def _memory(arm: Arm) -> str:
     alloc, rss = _val(arm, "peak_mem_allocated_bytes"), _val(arm, "peak_rss_bytes")
+    gpu = _val(arm, "peak_gpu_mem_bytes")  # a command arm on a GPU machine: NVML, beside the tree's RSS
+    if gpu is not None:
+        return f"{fmt(gpu, 2**-20, 0, 'MiB GPU')}, {fmt(rss, 2**-20, 0, 'MiB RSS')}"
     if alloc is not None:
         return f"{fmt(alloc, 2**-20, 0)} / {fmt(_val(arm, 'peak_mem_reserved_bytes'), 2**-20, 0)} MiB"
     return fmt(rss, 2**-20, 0, "MiB RSS")
@@ -77,7 +80,7 @@ def _pair(arm: Arm, a: str, b: str, scale: float = 1.0, digits: int = 1) -> str:
 #: Skipped and failed arms show their reason instead.
 COLUMNS: list[tuple[str, Callable[[Arm], str]]] = [
     ("{metric} (Δ vs fp32)", lambda a: _with_delta(a, "metric", "metric_delta")),
-    ("eval loss (Δ vs fp32)", lambda a: _with_delta(a, "eval_loss", "loss_delta")),
+    ("{loss} (Δ vs fp32)", lambda a: _with_delta(a, "eval_loss", "loss_delta")),
     ("step ms median / p90", lambda a: _pair(a, "step_time_median_s", "step_time_p90_s", 1e3)),
     ("speedup vs fp32", lambda a: fmt(_val(a, "speedup"), digits=2, unit="x")),
     ("{item}s/s", lambda a: fmt(_val(a, "throughput"), digits=0)),
@@ -86,8 +89,18 @@ COLUMNS: list[tuple[str, Callable[[Arm], str]]] = [
     ("energy mJ/{item}", lambda a: fmt(_val(a, "energy_per_item_j"), 1e3, 3)),
     ("skipped steps / loss scale", lambda a: _pair(a, "skipped_steps", "final_loss_scale", digits=0)),
     ("MFU", lambda a: fmt(_val(a, "mfu"), 100, 1, "%")),
+    ("compile s (speedup vs eager)", lambda a: _compile(a)),
     ("to target", _target),
 ]
+
+
+def _compile(arm: Arm) -> str:
+    """--compile: compile seconds, and the speedup over the same mode eager where both ran."""
+    seconds = _val(arm, "compile_time_s")
+    if seconds is None:
+        return "-"
+    speedup = _val(arm, "compile_speedup")
+    return fmt(seconds, digits=1) + (f" ({fmt(speedup, digits=2, unit='x')})" if speedup else "")
 
 
 def rows(study: dict[str, Any]) -> list[list[str]]:
@@ -105,14 +118,20 @@ def headers(study: dict[str, Any]) -> list[str]:
     """Column titles (the metric column named after the task's metric)."""
     first: Arm = next((a for a in study["arms"] if a.get("summary")), {})
     metric = first.get("summary", {}).get("metric_name", "metric")
-    titles = [h.format(metric=metric, item=_item(first) if first else "item") for h, _ in COLUMNS]
+    loss = first.get("summary", {}).get("loss_title", "eval loss")
+    titles = [h.format(metric=metric, loss=loss, item=_item(first) if first else "item") for h, _ in COLUMNS]
     return ["precision", "status", *titles]
 
 
 def print_table(study: dict[str, Any], console: Console) -> None:
     """The rich table in the terminal; reasons of skipped arms follow it."""
-    table = Table(title=f"ampkit compare: {study['task']} ({study['experiment']})", show_lines=False)
+    task = study["task"] if len(study["task"]) <= 70 else study["task"][:67] + "..."  # a long command
+    table = Table(title=f"ampkit compare: {task} ({study['experiment']})", show_lines=False)
     hide = {"to target"} if study["settings"].get("target_metric") is None else set()
+    if study["settings"].get("compile", "off") == "off":
+        hide.add("compile s (speedup vs eager)")
+    if study.get("kind") == "command":  # figures a command arm cannot have: no scaler or FLOPs seen
+        hide |= {"skipped steps / loss scale", "MFU"}
     keep = [i for i, h in enumerate(headers(study)) if h not in hide]
     for i in keep:
         table.add_column(headers(study)[i], overflow="fold", no_wrap=i == 0)
@@ -139,8 +158,9 @@ def _raw(fig: dict[str, Any] | None) -> Any:
 
 CSV_FIGURES = (
     "metric", "metric_delta", "eval_loss", "loss_delta", "step_time_median_s", "step_time_p90_s", "speedup",
-    "throughput", "peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes", "energy_j",
+    "throughput", "peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes", "peak_gpu_mem_bytes", "energy_j",
     "energy_per_item_j", "skipped_steps", "final_loss_scale", "flops_per_step", "achieved_tflops", "mfu",
+    "compile_time_s", "compile_speedup", "first_step_s",
 )  # fmt: skip
 
 
@@ -148,12 +168,13 @@ def write_csv(study: dict[str, Any], path: Path) -> None:
     """One row per arm: raw numbers in SI units (``unavailable`` where unmeasurable), stds beside means."""
     text = io.StringIO(newline="")
     w = csv.writer(text)
-    w.writerow(["precision", "status", "reason", "metric_name", "item_unit", "seeds", "pids"]
+    w.writerow(["precision", "status", "reason", "ran_precision", "metric_name", "item_unit", "seeds", "pids"]
                + [c for k in CSV_FIGURES for c in (k, f"{k}_std")] + ["stderr_tail"])  # fmt: skip
     for arm in study["arms"]:
         s = arm.get("summary") or {}
         runs = arm.get("runs", [])
-        row = [arm["mode"], arm["status"], arm.get("reason") or "", s.get("metric_name", ""), s.get("item_unit", ""),
+        row = [arm["mode"], arm["status"], arm.get("reason") or "", arm.get("ran_precision", ""),
+               s.get("metric_name", ""), s.get("item_unit", ""),
                " ".join(str(r.get("seed")) for r in runs), " ".join(str(r.get("pid")) for r in runs)]  # fmt: skip
         for key in CSV_FIGURES:
             fig = s.get(key)

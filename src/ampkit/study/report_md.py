@@ -7,6 +7,7 @@ from typing import Any
 
 from ..fsutil import write_atomic
 from .report import headers, rows
+from .report_cmd import command_lines
 
 #: Figure keys shown in the method list, with a title.
 METHOD_TITLES = {
@@ -28,6 +29,9 @@ METHOD_TITLES = {
     "flops_per_step": "FLOPs per step",
     "achieved_tflops": "achieved TFLOP/s",
     "mfu": "MFU",
+    "compile_time_s": "compile time",
+    "compile_speedup": "compiled vs eager",
+    "first_step_s": "first step",
 }
 
 
@@ -44,6 +48,8 @@ def _methods(study: dict[str, Any]) -> list[str]:
     if arm is None:
         return ["No arm was measured."]
     for key, title in METHOD_TITLES.items():
+        if key == "eval_loss":  # a command arm's loss is the script's last training loss
+            title = arm["summary"].get("loss_title", title)
         fig = arm["summary"].get(key)
         if not fig:
             continue
@@ -72,7 +78,10 @@ def write_markdown(study: dict[str, Any], path: Path, plots: list[Path]) -> None
         f"- machine: {hw['device_type']} — {hw['name']}{cc}{flags}; {hw['cpu_count']} logical CPUs",
         f"- software: torch {sw['torch']}, Python {sw['python']}, ampkit {sw['ampkit']}, {sw['platform']}",
         f"- precisions: {s['precisions']}; seeds {s['seeds']}; {s['steps']} steps per arm, the first "
-        f"{s['warmup_steps']} excluded from time, memory and energy; overrides {s['overrides'] or 'none'}",
+        f"{s['warmup_steps']} excluded from time, memory and energy; overrides {s['overrides'] or 'none'}"
+        if s.get("command") is None
+        else f"- precisions: {s['precisions']}; seeds {s['seeds']}; the script's own steps, the first "
+        f"{s['warmup_steps']} logged steps excluded from step time and energy; processes per arm {s['gpus']}",
         f"- load average before / after: {study.get('loadavg_before')} / {study.get('loadavg_after')} "
         "(a shared machine makes timings noisy)",
         f"- study wall time {study['wall_s']:.0f} s; each arm ran in its own process (pids below)",
@@ -97,6 +106,7 @@ def write_markdown(study: dict[str, Any], path: Path, plots: list[Path]) -> None
         notes.insert(0, "- **the study was interrupted**: arms that had not finished were stopped")
     if notes or warns:
         lines += ["## Skipped, failed and warned arms", "", *notes, *warns, ""]
+    lines += command_lines(study)
     lines += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     lines += ["## How each figure was measured", "", *_methods(study), ""]
     lines += ["## Arm order and processes", "", "| # | precision | seed | pid | TF32 matmul / cuDNN (read in the arm) | threads |",

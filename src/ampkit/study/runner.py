@@ -13,8 +13,8 @@ whole process group) and the study keeps what was measured.
 from __future__ import annotations
 
 import os
+import shlex
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import UsageError
 from ..hardware.capabilities import DeviceCaps, device_capabilities
-from .arms import ArmPlan, plan_arms
+from .arms import ArmPlan, arm_entry, new_warnings, plan_arms, with_compile
 from .config import Experiment
 from .metadata import machine_metadata
 from .processes import run_arm_process
@@ -50,9 +50,14 @@ def _prefix(exp: Experiment) -> str:
 
 def plan_study(exp: Experiment) -> tuple[DeviceCaps, list[ArmPlan]]:
     """The device's capabilities and the arm plan (which modes run, which are skipped and why)."""
-    device = exp.overrides.get("device") or exp.train_config("fp32", exp.seeds[0]).device
+    if exp.command is not None:  # a command's device: --device, else where torch would train here
+        from ..engine import default_device
+
+        device = exp.overrides.get("device") or default_device()
+    else:
+        device = exp.overrides.get("device") or exp.train_config("fp32", exp.seeds[0]).device
     caps = device_capabilities(device)
-    return caps, plan_arms(exp.precisions, caps)
+    return caps, with_compile(plan_arms(exp.precisions, caps), exp.compile)
 
 
 def probe_task(exp: Experiment) -> None:
@@ -87,7 +92,11 @@ def require_runnable(exp: Experiment) -> list[ArmPlan]:
     and that the task builds; returns the arm plan.
     """
     exp.validate()
-    if exp.gpus > 1:
+    if exp.command is not None:
+        from .command_config import check_runnable
+
+        check_runnable(exp)
+    elif exp.gpus > 1:
         from ..engine.distributed import check_devices, check_split
 
         config = exp.train_config("fp32", exp.seeds[0])
@@ -103,7 +112,8 @@ def require_runnable(exp: Experiment) -> list[ArmPlan]:
             f"{_prefix(exp)}no precision runs on {caps.device_type} ({caps.name}): {why}; "
             "valid: modes this device runs (see ampkit doctor), e.g. fp32"
         )
-    probe_task(exp)
+    if exp.command is None:
+        probe_task(exp)
     return plans
 
 
@@ -121,11 +131,6 @@ def _processes_line(exp: Experiment, label: str, pids: list[int]) -> str:
         f"batch {config.batch_size} split {config.batch_size // len(pids)} per rank), "
         f"pids {', '.join(map(str, pids))}"
     )
-
-
-def _new_warnings(plan: ArmPlan, record: dict[str, Any]) -> list[str]:
-    """The arm's own warnings that do not repeat a fit warning already printed for it."""
-    return [w for w in record.get("warnings", []) if not any(p in w or w in p for p in plan.warnings)]
 
 
 def run_experiment(
@@ -156,7 +161,12 @@ def run_experiment(
             label = f"{plan.mode}-seed{seed}"
             pids: list[int] = []
             try:
-                record = _run_one(exp, plan, seed, label, folder, progress, pids)
+                if exp.command is not None:
+                    from .command import run_command_arm
+
+                    record = run_command_arm(exp, plan, seed, label, folder, progress, pids)
+                else:
+                    record = _run_one(exp, plan, seed, label, folder, progress, pids)
             except KeyboardInterrupt:
                 interrupted = True
                 record = {"status": "interrupted", "pid": pids[0] if pids else None,
@@ -171,7 +181,8 @@ def run_experiment(
     return {
         "schema": SCHEMA,
         "experiment": exp.name,
-        "task": exp.task,
+        "task": exp.task if exp.command is None else shlex.join(exp.command),
+        "kind": "task" if exp.command is None else "command",
         "settings": {
             "precisions": "auto" if exp.precisions is None else list(exp.precisions),
             "seeds": list(exp.seeds),
@@ -181,6 +192,8 @@ def run_experiment(
             "target_metric": exp.target_metric,
             "overrides": exp.overrides,
             "gpus": exp.gpus,
+            "compile": exp.compile,
+            **_command_settings(exp),
         },
         "parent_pid": os.getpid(),
         "started_unix": started,
@@ -190,8 +203,16 @@ def run_experiment(
         "machine": machine_metadata(caps),
         "interrupted": interrupted,
         "arm_order": order,
-        "arms": [_arm_entry(plan, records.get(plan.mode, []), len(exp.seeds)) for plan in plans],
+        "arms": [arm_entry(plan, records.get(plan.mode, []), len(exp.seeds)) for plan in plans],
     }
+
+
+def _command_settings(exp: Experiment) -> dict[str, Any]:
+    """A command study's own settings (its steps are the script's: ``steps`` is None)."""
+    if exp.command is None:
+        return {}
+    return {"steps": None, "command": list(exp.command), "env": exp.env, "parse": list(exp.parse),
+            "metric": exp.metric, "amp_flags": exp.amp_flags}  # fmt: skip
 
 
 def _run_one(
@@ -219,7 +240,7 @@ def _run_one(
     t0 = time.perf_counter()
     record = run_arm_process(spec, folder, label, on_step, nproc=exp.gpus, on_start=on_start)
     record["arm_wall_s"] = time.perf_counter() - t0
-    for warning in _new_warnings(plan, record):
+    for warning in new_warnings(plan, record):
         _say(say, f"{label}: warning: {warning}")
     status = record.get("status")
     if status != "measured":
@@ -228,30 +249,3 @@ def _run_one(
             _say(say, f"{label}:   | {line}")
     progress.update(current, loss=status if status != "measured" else f"{record['arm_wall_s']:.1f} s")
     return record
-
-
-def _arm_entry(plan: ArmPlan, runs: list[dict[str, Any]], expected: int) -> dict[str, Any]:
-    entry: dict[str, Any] = asdict(plan)
-    extra = [w for r in runs for w in _new_warnings(plan, r)]
-    entry["warnings"] = list(dict.fromkeys([*plan.warnings, *extra]))
-    if not plan.run:
-        entry["status"], entry["runs"] = "skipped", []
-        return entry
-    failed = [r for r in runs if r.get("status") == "failed"]
-    measured = [r for r in runs if r.get("status") == "measured"]
-    if failed:
-        first = failed[0]
-        seed = f"seed {first.get('seed')}: " if expected > 1 else ""
-        entry["status"], entry["reason"] = "failed", seed + str(first.get("reason", "failed"))
-        entry["stderr_tail"], entry["log"] = first.get("stderr_tail", []), first.get("log")
-    elif len(measured) < expected:
-        entry["status"] = "interrupted"
-        entry["reason"] = (
-            f"{len(measured)} of {expected} seed runs finished before the study was interrupted"
-            if runs
-            else "not started: the study was interrupted"
-        )
-    else:
-        entry["status"] = "measured"
-    entry["runs"] = runs
-    return entry

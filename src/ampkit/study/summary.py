@@ -19,6 +19,7 @@ FIGURE_KEYS = (
     "peak_mem_allocated_bytes",
     "peak_mem_reserved_bytes",
     "peak_rss_bytes",
+    "peak_gpu_mem_bytes",
     "energy_j",
     "energy_per_item_j",
     "skipped_steps",
@@ -26,6 +27,8 @@ FIGURE_KEYS = (
     "flops_per_step",
     "achieved_tflops",
     "mfu",
+    "compile_time_s",
+    "first_step_s",
 )
 
 
@@ -51,32 +54,47 @@ def combine(figs: list[Figure]) -> Figure:
     return out
 
 
-def _metric(runs: list[dict[str, Any]], key: str, name: str) -> Figure:
-    values = [float(r["final"][key]) for r in runs if key in r.get("final", {})]
+def _metric(
+    runs: list[dict[str, Any]], key: str | None, method: str, missing: str = "no measured run"
+) -> Figure:
+    values = [float(r["final"][key]) for r in runs if key is not None and key in r.get("final", {})]
     if not values:
-        return unavailable("", "no measured run")
+        return unavailable("", missing)
     return {
         "value": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else None,
         "n": len(values),
         "unit": "",
-        "method": f"{name} on the task's fixed held-out set after the last step"
-        + (f"; mean ± std over {len(values)} seeds" if len(values) > 1 else ""),
+        "method": method + (f"; mean ± std over {len(values)} seeds" if len(values) > 1 else ""),
     }
 
 
 def summarize_arm(arm: dict[str, Any]) -> dict[str, Any]:
-    """Summary figures of one arm (empty for skipped arms and arms with no measured run)."""
+    """Summary figures of one arm (empty for skipped arms and arms with no measured run).
+
+    Task arms' metric and loss are evaluations on the task's held-out set; a command arm's
+    records say how its own were read (``metric_method``, ``loss_method``, ``loss_title``).
+    """
     runs = [r for r in arm.get("runs", []) if r.get("status") == "measured"]
     if not runs:
         return {}
-    metric_name = runs[0]["metric_name"]
+    first = runs[0]
+    metric_name = first["metric_name"]
+    held_out = "on the task's fixed held-out set after the last step"
     out: dict[str, Any] = {
-        "metric_name": metric_name,
-        "item_unit": runs[0]["item_unit"],
-        "metric": _metric(runs, metric_name, f"eval {metric_name}"),
-        "eval_loss": _metric(runs, "loss", "eval loss"),
-    }
+        "metric_name": metric_name or "metric",
+        "item_unit": first["item_unit"],
+        "higher_is_better": first.get("higher_is_better", True),
+        "loss_title": first.get("loss_title", "eval loss"),
+        "metric": _metric(
+            runs, metric_name, first.get("metric_method", f"eval {metric_name} {held_out}"),
+            first.get("metric_unavailable", "no measured run"),
+        ),
+        "eval_loss": _metric(
+            runs, first.get("loss_key", "loss"), first.get("loss_method", f"eval loss {held_out}"),
+            "the script reported no loss",
+        ),
+    }  # fmt: skip
     for key in FIGURE_KEYS:
         figs = [r["figures"][key] for r in runs if key in r["figures"]]
         if figs:
@@ -94,7 +112,11 @@ def summarize_arm(arm: dict[str, Any]) -> dict[str, Any]:
 
 def add_comparisons(arms: list[dict[str, Any]]) -> None:
     """Deltas of metric and loss and the step-time speedup, each against the fp32 arm (in place)."""
-    base = next((a["summary"] for a in arms if a["mode"] == "fp32" and a.get("summary")), None)
+    # the eager fp32 arm; with --compile on (no eager arm), the compiled one
+    base = next((a["summary"] for a in arms if a["mode"] == "fp32" and a.get("summary")), None) or next(
+        (a["summary"] for a in arms if a["mode"] == "fp32+compile" and a.get("summary")), None
+    )
+    add_compile_speedups(arms)
     for arm in arms:
         s = arm.get("summary")
         if not s:
@@ -105,11 +127,16 @@ def add_comparisons(arms: list[dict[str, Any]]) -> None:
             )
             continue
         for key, delta in (("metric", "metric_delta"), ("eval_loss", "loss_delta")):
-            s[delta] = {
-                "value": s[key]["value"] - base[key]["value"],
-                "unit": "",
-                "method": f"mean {key} of this arm − mean of the fp32 arm",
-            }
+            mine_v, ref_v = s[key].get("value"), base[key].get("value")
+            s[delta] = (
+                {
+                    "value": mine_v - ref_v,
+                    "unit": "",
+                    "method": f"mean {key} of this arm − mean of the fp32 arm",
+                }
+                if mine_v is not None and ref_v is not None
+                else unavailable("", f"{key} unavailable in this arm or the fp32 arm")
+            )
         mine, ref = (
             s.get("step_time_median_s", {}).get("value"),
             base.get("step_time_median_s", {}).get("value"),
@@ -131,3 +158,20 @@ def summarize(study: dict[str, Any]) -> dict[str, Any]:
         arm["summary"] = summarize_arm(arm)
     add_comparisons(study["arms"])
     return study
+
+
+def add_compile_speedups(arms: list[dict[str, Any]]) -> None:
+    """``--compile both``: each ``MODE+compile`` arm's step-time speedup over the eager ``MODE`` arm."""
+    eager = {a["mode"]: a.get("summary") for a in arms}
+    for arm in arms:
+        s, mode = arm.get("summary"), arm["mode"]
+        base = eager.get(mode.removesuffix("+compile")) if mode.endswith("+compile") else None
+        if not s or not base:
+            continue
+        mine, ref = (x.get("step_time_median_s", {}).get("value") for x in (s, base))
+        s["compile_speedup"] = (
+            {"value": ref / mine, "unit": "x", "method": f"{mode.removesuffix('+compile')} eager median step "
+             "time ÷ this compiled arm's median step time (warm-up, where the compile happens, excluded)"}
+            if mine and ref
+            else unavailable("x", "no step time")
+        )  # fmt: skip

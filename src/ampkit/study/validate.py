@@ -23,7 +23,7 @@ from ..optim_bf16 import UPDATE_METHODS
 
 #: TrainConfig fields with a fixed set of values.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "size": ("default", "small"),
+    "size": ("default", "small", "gpu"),
     "bf16_update": UPDATE_METHODS,
     "strategy": STRATEGIES,
     "on_nonfinite": POLICIES,
@@ -111,6 +111,12 @@ def check_override(field: str, value: Any, where: str) -> None:
             ModuleFilter.parse(value)
         except PrecisionError as err:
             raise UsageError(f"{where}: keep_fp32: {err}; valid: type names or re:PATTERN") from None
+    if field == "compile_backend":
+        import torch._dynamo
+
+        known = torch._dynamo.list_backends(exclude_tags=())
+        if value not in known:
+            raise UsageError(f"{what}: unknown torch.compile backend; valid: {', '.join(sorted(known))}")
     if field == "device":
         import torch
 
@@ -158,8 +164,25 @@ def _field_problem(key: str, value: Any) -> str | None:
         return None if is_int(value) else f"is {kind_of(value)}"
     if key == "target_metric":
         return None if is_number(value) else f"is {kind_of(value)}"
-    if key == "overrides":
-        return None if isinstance(value, Mapping) else f"is {kind_of(value)}"
+    if key in ("overrides", "env"):
+        if not isinstance(value, Mapping):
+            return f"is {kind_of(value)}"
+        bad = [v for v in value.values() if key == "env" and not (isinstance(v, str) or is_int(v))]
+        return f"holds {bad[0]!r} ({kind_of(bad[0])}), not a string" if bad else None
+    if key == "command":
+        return _list_of(value, lambda a: isinstance(a, str), "a string") if value != [] else "is empty"
+    if key == "parse":
+        return (
+            None
+            if isinstance(value, str)
+            else _list_of(value, lambda p: isinstance(p, str), "a regex string")
+        )
+    if key == "compile":  # --compile off|on|both (a study file may also write true/false)
+        return None if isinstance(value, bool) or value in ("off", "on", "both") else f"is {kind_of(value)}"
+    if key in ("metric", "amp_flags"):
+        if isinstance(value, str):
+            return None if value.strip() else "is empty"
+        return f"is {kind_of(value)}"
     return None
 
 
@@ -173,6 +196,12 @@ FIELD_VALID = {
     "gpus": "a whole number >= 1",
     "target_metric": "a finite number such as 0.98",
     "overrides": "a table such as { batch_size = 32 }",
+    "command": 'a list of arguments such as ["python", "train.py", "--epochs", "1"]',
+    "env": 'a table of strings such as { OMP_NUM_THREADS = "1", DATA = "{out}/data" }',
+    "parse": "a regex with named groups, or a list of them, such as 'loss (?P<loss>\\S+)'",
+    "metric": 'a logged value\'s name, optionally with :max or :min, such as "acc" or "val_loss:min"',
+    "amp_flags": 'a string of flags such as "--amp --amp_dtype {amp_dtype}"',
+    "compile": '"off", "on" (every arm under torch.compile) or "both" (eager and compiled arms)',
 }
 
 

@@ -29,7 +29,8 @@ class TaskSpec:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     """Where batches should live (factories may keep a whole small dataset there)."""
     size: str = "default"
-    """``"default"`` or ``"small"`` (tiny shapes for tests and for fp16 compute on CPUs)."""
+    """``"default"``, ``"small"`` (tiny shapes for tests and for fp16 compute on CPUs) or ``"gpu"``
+    (matmul-bound on a GPU; the built-in digits and tinygpt have it)."""
 
 
 @dataclass

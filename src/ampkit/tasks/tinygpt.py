@@ -83,10 +83,22 @@ def _next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+#: ``TaskSpec.size`` -> (vocab, dim, layers, heads, context). ``gpu`` is GPT-2 small's body (12 layers,
+#: d=768, 12 heads, context 1024; 85M parameters with this task's 64-token vocabulary): on a GPU its
+#: matmuls, not kernel launches, set the step time.
+SIZES: dict[str, tuple[int, int, int, int, int]] = {
+    "small": (64, 32, 1, 2, 16),
+    "default": (64, 256, 4, 4, 128),
+    "gpu": (64, 768, 12, 12, 1024),
+}
+
+
 def make_task(spec: TaskSpec) -> Task:
-    """Factory for tinygpt: dim 256, 4 layers, seq 128 (``size="small"``: dim 32, 1 layer, seq 16)."""
-    small = spec.size == "small"
-    vocab, dim, layers, heads, seq = (64, 32, 1, 2, 16) if small else (64, 256, 4, 4, 128)
+    """Factory for tinygpt: dim 256, 4 layers, seq 128 (``size="small"``: dim 32, 1 layer, seq 16;
+    ``size="gpu"``: GPT-2 small's shape, dim 768, 12 layers, seq 1024)."""
+    if spec.size not in SIZES:
+        raise ValueError(f"tinygpt task: size {spec.size!r}; valid: {', '.join(SIZES)}")
+    vocab, dim, layers, heads, seq = SIZES[spec.size]
     corpus = markov_corpus(vocab)
     split = int(len(corpus) * 0.9)
     train_tokens, eval_tokens = corpus[:split].to(spec.device), corpus[split:].to(spec.device)

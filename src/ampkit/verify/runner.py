@@ -48,10 +48,13 @@ def _run(check: object, precision: Precision) -> Check:
         )
 
 
-def verify_mode(mode: str, device: torch.device | str = "cpu", *, fp8_emulate: bool = False) -> ModeReport:
+def verify_mode(
+    mode: str, device: torch.device | str = "cpu", *, fp8_emulate: bool = False, compile: bool = False
+) -> ModeReport:
     """Run every check for ``mode`` on ``device``; a mode whose fit check raises is skipped.
 
-    ``fp8_emulate`` runs fp8 modes with emulated fp8 numerics where fp8 hardware is missing.
+    ``fp8_emulate`` runs fp8 modes with emulated fp8 numerics where fp8 hardware is missing;
+    ``compile`` checks the model under torch.compile (``Precision(compile=True)``: prepare compiles).
     """
     name = canonical_mode(mode)
     caps = device_capabilities(device)
@@ -63,7 +66,7 @@ def verify_mode(mode: str, device: torch.device | str = "cpu", *, fp8_emulate: b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrecisionWarning)  # shown in the table instead
         try:
-            precision = Precision(name, device, caps=caps, fp8_emulate=fp8_emulate)
+            precision = Precision(name, device, caps=caps, fp8_emulate=fp8_emulate, compile=compile)
         except PrecisionError as err:
             return ModeReport(name, "skip", notes=(str(err),))
         checks = tuple(_run(check, precision) for check in CHECKS)
@@ -72,7 +75,12 @@ def verify_mode(mode: str, device: torch.device | str = "cpu", *, fp8_emulate: b
 
 
 def verify_modes(
-    modes: Iterable[str] | None = None, device: torch.device | str = "cpu", *, fp8_emulate: bool = False
+    modes: Iterable[str] | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    fp8_emulate: bool = False,
+    compile: bool = False,
 ) -> list[ModeReport]:
     """:func:`verify_mode` for each of ``modes`` (default: every canonical mode)."""
-    return [verify_mode(m, device, fp8_emulate=fp8_emulate) for m in (CANONICAL if modes is None else modes)]
+    chosen = CANONICAL if modes is None else modes
+    return [verify_mode(m, device, fp8_emulate=fp8_emulate, compile=compile) for m in chosen]

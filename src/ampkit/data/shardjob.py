@@ -1,0 +1,88 @@
+"""What one conversion worker does: encode a sample, or encode and write a whole shard.
+
+A shard's bytes depend only on its samples (the plan), never on which process wrote it or
+when, so shards written by different workers at the same time equal those of one worker.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .codec import CodecOptions, SampleError, encode
+from .format import dumps, sample_key
+from .shardwriter import ShardWriter
+from .sources import Source, load
+
+
+class Cancelled(Exception):
+    """Another worker failed or the run was interrupted: this shard was dropped unfinished."""
+
+
+def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str, np.ndarray, bytes]:
+    """``(key, stored array (little-endian, C order), json bytes)`` of one sample."""
+    key = sample_key(index)
+    try:
+        array, slope, intercept, meta = load(source)
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # changed or damaged since discover()
+        raise SampleError(f"sample {key} ({source.path}): cannot be read ({err})") from None
+    enc = encode(array, codec, f"{key} ({source.path})")
+    info = {
+        "key": key,
+        "shape": list(array.shape),
+        "dtype": enc.dtype,
+        "source_dtype": array.dtype.name,
+        "offset": enc.offset,
+        "slope": slope,
+        "intercept": intercept,
+        "source": source.path,
+        "array_key": source.array_key,
+        "range": list(enc.range) if enc.range is not None else [None, None],
+        "error": {"max_abs": enc.max_abs, "max_rel": enc.max_rel},
+        "choice": {"dtype": enc.dtype, "reason": enc.reason},
+        "overflow_clipped": enc.clipped,
+        "meta": meta,
+    }
+    data = enc.data if sys.byteorder == "little" else enc.data.astype(enc.data.dtype.newbyteorder("<"))
+    return key, np.ascontiguousarray(data), dumps(info)
+
+
+def write_shard(
+    out: Path,
+    number: int,
+    members: list[tuple[int, Source]],
+    codec: CodecOptions,
+    delay: float = 0.0,
+    on_sample: Callable[[int], None] | None = None,
+    stopped: Callable[[], bool] | None = None,
+) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """Encode ``members`` (global index, source) into shard ``number``: ``(path, manifest entry, metas)``.
+
+    ``on_sample(float32 bytes)`` follows each sample; ``stopped()`` is asked before each one and
+    drops the shard (:class:`Cancelled`). Any failure removes the unfinished temporary.
+    """
+    writer = ShardWriter(out, number)
+    metas: list[dict[str, Any]] = []
+    try:
+        for index, source in members:
+            if stopped is not None and stopped():
+                raise Cancelled(writer.name)
+            key, data, json_bytes = encode_sample(index, source, codec)
+            writer.add(key, data, json_bytes)
+            metas.append(json.loads(json_bytes))
+            if on_sample is not None:
+                on_sample(source.numel * 4)
+            if delay:
+                time.sleep(delay)
+        path = writer.close()
+    except BaseException:
+        writer.abort()  # a full disk or an interrupt leaves no temporary shard
+        raise
+    return path, writer.entry(), metas
