@@ -174,7 +174,9 @@ def runners(args: argparse.Namespace, sample_bytes: int) -> tuple[dict[str, Any]
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run every converter over the rounds, print the table; returns the figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=100, help="volumes (default 100)")
     parser.add_argument("--shape", type=int, default=96, help="side of each cubic volume (default 96)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is shown")
@@ -208,7 +210,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cpu_s, wall = statistics.median(c for c, _ in got), statistics.median(w for _, w in got)
         rows[name] = {"gb_per_cpu_s": gb / cpu_s, "gb_per_s_wall": gb / wall, "cpu_s": cpu_s, "wall_s": wall}
     base = rows.get("webdataset float32 .npy", {}).get("gb_per_cpu_s")
-    print(f"{'converter':34s} {'GB/s/CPU-s':>10s} {'vs wds f32':>10s} {'GB/s wall':>9s} {'CPU s':>7s} {'wall s':>7s}")
+    print(
+        f"{'converter':34s} {'GB/s/CPU-s':>10s} {'vs wds f32':>10s} {'GB/s wall':>9s} {'CPU s':>7s} {'wall s':>7s}"
+    )
     for name, row in rows.items():
         ratio = f"{row['gb_per_cpu_s'] / base:9.2f}x" if base else "       n/a"
         print(
@@ -218,7 +222,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for dtype in args.dtypes.split(","):
         one, two = rows.get(f"ampkit {dtype}, 1 worker"), rows.get(f"ampkit {dtype}, 2 workers")
         if one and two:
-            print(f"ampkit {dtype}: 2 workers {two['gb_per_s_wall'] / one['gb_per_s_wall']:.2f}x one worker (wall)")
+            print(
+                f"ampkit {dtype}: 2 workers {two['gb_per_s_wall'] / one['gb_per_s_wall']:.2f}x one worker (wall)"
+            )
     print(f"load average after: {load}")
     result = {"machine": model, "flags": flags, "gb_float32": gb, "rounds": args.rounds, "rows": rows}
     result["missing"] = missing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -10,16 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from ampkit.cli import main
+from ampkit.data import format as fmt
 from ampkit.data.codec import CodecOptions
 from ampkit.data.convert import DELAY_ENV, ConvertOptions, convert, plan_shards
-from ampkit.data.format import decode_array, load_manifest, read_sample, shard_paths
+from ampkit.data.format import decode_array, load_manifest, read_sample, rebuild_manifest, shard_paths
 from ampkit.data.phantoms import write_phantom_dataset
-from ampkit.data.sources import discover
+from ampkit.data.sources import discover, load
 from ampkit.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,3 +249,105 @@ def test_resume_with_other_settings_is_refused(phantoms: dict[str, Path], tmp_pa
     with pytest.raises(UsageError, match=r"other settings \(dtype\)"):
         _convert([str(phantoms["int"])], tmp_path, dtype="fp16")
     _convert([str(phantoms["int"])], tmp_path, dtype="int16")  # the same settings resume (nothing to do)
+
+
+# --- speed-related guarantees: no read-back hashing, parallel modes byte-identical, fast loading ---
+
+
+def test_manifest_hashes_come_from_the_writer_not_a_reread(
+    phantoms: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reread(path: Path) -> str:
+        raise AssertionError(f"{path} was read back to hash it")
+
+    monkeypatch.setattr(fmt, "file_sha256", reread)
+    manifest = _convert([str(phantoms["float"])], tmp_path)
+    monkeypatch.undo()
+    assert manifest == rebuild_manifest(tmp_path, write=False)  # equals the manifest from the files alone
+    for shard in manifest["shards"]:
+        assert shard["sha256"] == hashlib.sha256((tmp_path / shard["name"]).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("per_shard", "shards"), [(8, 1), (3, 3)], ids=["samples-mode", "shards-mode"])
+def test_two_workers_write_the_bytes_of_one(
+    phantoms: dict[str, Path], tmp_path: Path, per_shard: int, shards: int
+) -> None:
+    """Fewer shards than workers: workers encode, one process writes; else each worker writes shards."""
+    srcs = discover([str(phantoms["int"]), str(phantoms["float"])])
+    got = {}
+    for workers in (1, 2):
+        opts = ConvertOptions(
+            out=tmp_path / str(workers), codec=CodecOptions(), samples_per_shard=per_shard, workers=workers
+        )
+        got[workers] = convert(srcs, opts).manifest
+    assert got[1] == got[2] and len(got[1]["shards"]) == shards
+    assert [p.read_bytes() for p in shard_paths(tmp_path / "1")] == [
+        p.read_bytes() for p in shard_paths(tmp_path / "2")
+    ]
+
+
+def test_a_refusal_in_one_worker_undoes_every_workers_shards(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        np.save(src / f"v{i}.npy", np.full((16, 16), float(i), np.float32))
+    np.save(src / "v6.npy", np.array([[1.0, np.nan]], np.float32))  # in the last of 4 shards
+    opts = ConvertOptions(out=tmp_path / "out", codec=CodecOptions(), samples_per_shard=2, workers=2)
+    with pytest.raises(UsageError, match=r"v6\.npy.*1 NaN/Inf values"):
+        convert(discover([str(src)]), opts)
+    assert not (tmp_path / "out").exists()  # shards other workers completed meanwhile are removed too
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.arange(60, dtype=">f4").reshape(3, 4, 5),
+        lambda: np.asfortranarray(np.arange(60, dtype=np.int16).reshape(3, 4, 5)),
+        lambda: np.arange(7, dtype=np.uint8),
+    ],
+    ids=["big-endian", "fortran-order", "uint8"],
+)
+@pytest.mark.parametrize("container", ["npy", "npz", "npz-compressed"])
+def test_fast_reader_equals_numpy_load(tmp_path: Path, make: Any, container: str) -> None:
+    array = make()
+    path = tmp_path / f"a.{container[:3]}"
+    if container == "npy":
+        np.save(path, array)
+    else:
+        (np.savez_compressed if container == "npz-compressed" else np.savez)(
+            path, vol=array, slope=np.float32(2)
+        )
+    got, slope, _, _ = load(discover([str(path)])[0])
+    expected = np.load(path) if container == "npy" else np.load(path)["vol"]
+    assert got.dtype == expected.dtype and got.shape == expected.shape and np.array_equal(got, expected)
+    assert slope == (1.0 if container == "npy" else 2.0)
+
+
+def test_truncated_after_discovery_is_refused_naming_the_sample(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.zeros(1000, np.float32))
+    sources = discover([str(tmp_path / "a.npy")])
+    with open(tmp_path / "a.npy", "r+b") as fh:
+        fh.truncate(2000)
+    with pytest.raises(UsageError, match=r"sample 000000000 .*cannot be read \(truncated: "):
+        convert(sources, ConvertOptions(out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_benchmark_quick_run_measures_every_converter(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("bench_convert", REPO / "benchmarks" / "data_convert.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--quick"])
+    out = capsys.readouterr().out
+    names = [
+        f"ampkit {d}, {w} worker{'s' if w > 1 else ''}" for d in ("fp16", "bf16", "int16") for w in (1, 2)
+    ]
+    names += ["webdataset float32 .npy", "webdataset float16 .npy"]
+    for name in names:
+        row = result["rows"][name]
+        assert row["gb_per_cpu_s"] > 0 and row["wall_s"] > 0 and name in out
+    assert "cpu flags:" in out and "load average before:" in out
+    assert ("MDS fp16 (mosaicml-streaming)" in result["rows"]) != (
+        "MDS (mosaicml-streaming)" in result["missing"]
+    )

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-from cli_cases import Case, params, run_case
 from export_probe import ampkit_dtypes, step
 
 from ampkit.cli import main
@@ -164,58 +163,7 @@ def test_merge_of_no_equivalent_names_what_merges() -> None:
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
-def _write(name: str, text: str | bytes) -> Any:
-    def setup(tmp: Path) -> None:
-        path = tmp / name
-        path.write_bytes(text if isinstance(text, bytes) else text.encode())
-
-    return setup
-
-
 MERGE = ["export", "--to", "deepspeed", "--precision", "bf16", "--merge-into"]
-CASES = [
-    Case(
-        "missing-file", [*MERGE, "{tmp}/nope.json"], needle="no such file; valid: an existing DeepSpeed JSON"
-    ),
-    Case("folder", [*MERGE, "{tmp}"], needle="is a folder"),
-    Case("not-json", [*MERGE, "ds.json"], needle="not JSON (Expecting", setup=_write("ds.json", '{"fp16": ')),
-    Case("not-utf8", [*MERGE, "ds.json"], needle="not UTF-8 text", setup=_write("ds.json", b"\xff\xfe{")),
-    Case("json-list", [*MERGE, "ds.json"], needle="ds.json is a JSON list", setup=_write("ds.json", "[1]")),
-    Case(
-        "contradiction",
-        [*MERGE, "ds.json", "--out", "ds.json"],
-        needle="ds.json has fp16.enabled=true; the export asks bf16-mixed: remove one",
-        setup=_write("ds.json", '{"fp16": {"enabled": true}}'),
-    ),
-    Case(
-        "not-deepspeed",
-        ["export", "--to", "accelerate", "--precision", "bf16", "--merge-into", "ds.json"],
-        needle="only DeepSpeed configs are merged",
-        setup=_write("ds.json", "{}"),
-    ),
-    Case(
-        "no-equivalent",
-        ["export", "--to", "ds", "--precision", "fp16-true", "--merge-into", "ds.json"],
-        needle="nothing to merge; valid: fp32, tf32, bf16-mixed, fp16-mixed, bf16-true",
-        setup=_write("ds.json", "{}"),
-    ),
-    Case(
-        "out-is-folder", [*MERGE, "ds.json", "--out", "{tmp}"], needle="--out", setup=_write("ds.json", "{}")
-    ),
-    Case(
-        "bad-device",
-        [*MERGE, "ds.json", "--device", "tpu"],
-        needle="--device tpu",
-        setup=_write("ds.json", "{}"),
-    ),
-]
-
-
-@pytest.mark.parametrize("case", params(CASES))
-def test_cli_merge_refusals(
-    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run_case(case, tmp_path, capsys, monkeypatch)
 
 
 def test_cli_merge_into_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -127,6 +127,16 @@ def test_accelerate_config_only_fp32_runs_with_cudnn_tf32_off(
     assert seen == ampkit_dtypes("fp32")
 
 
+@pytest.mark.parametrize("mode", cpu_modes("accelerate"))
+def test_accelerate_snippet_runs(mode: str, accelerate: Any, restore_torch_flags: None) -> None:
+    result = export("accelerate", mode, "cpu")
+    namespace: dict[str, Any] = {}
+    exec(result.code, namespace)
+    assert result.config is not None
+    assert namespace["accelerator"].mixed_precision == result.config["mixed_precision"]
+    assert torch.backends.cudnn.allow_tf32 is (mode == "tf32")
+
+
 # -- Lightning --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fabric_cls() -> Any:
@@ -226,6 +236,19 @@ def test_transformers_trainer_trains_as_labelled(
     )
     trainer.train()
     assert_label_matches_run("transformers", mode, model.seen)
+
+
+@pytest.mark.parametrize("mode", cpu_modes("transformers"))
+def test_transformers_snippet_runs(
+    mode: str, transformers: Any, accelerate: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the snippet's output_dir="out"
+    result = export("transformers", mode, "cpu")
+    namespace: dict[str, Any] = {}
+    exec(result.code, namespace)
+    assert result.config is not None
+    args = namespace["args"]
+    assert {key: getattr(args, key) for key in result.config} == result.config
 
 
 # -- MMEngine ---------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ class OutputPool:
         if get_worker_info() is not None:
             return _shared_empty(shape, dtype)
         for t in self._tensors:
-            if t.dtype == dtype and tuple(t.shape) == shape and not t.is_shared() and _users(t) == _ALONE:
+            if t.dtype == dtype and t.shape == shape and _users(t) == _ALONE and not t.untyped_storage().is_shared():
                 return t
         t = torch.empty(shape, dtype=dtype)
         if _ALONE > 0 and _users(t) == _ALONE:
@@ -409,8 +409,10 @@ class _Fill:
         rows = self.out.view(self.out.shape)  # a view: the pool sees the caller's reference
         if len(kept) < self.size:  # damaged samples left holes: keep the rows that were filled
             rows = rows[torch.tensor([it.pos for it in kept])]
-        if reader.output == "float32":
-            with torch.autocast("cpu", enabled=False):
+        if reader.output == "float32" and reader.cfg.resize is None:
+            batch["x"] = reshape(rows, reader.cfg)
+        elif reader.output == "float32":
+            with torch.autocast("cpu", enabled=False):  # interpolate under autocast would not be float32
                 batch["x"] = reshape(rows, reader.cfg)
         else:
             batch.update(raw=rows, **_vectors(metas))

@@ -155,7 +155,9 @@ def encode_as(x: np.ndarray, dtype: str, offset: float, opts: CodecOptions, name
     p = fused.encode_pass(x, dtype, offset, opts.on_overflow == "clip", opts.on_nonfinite == "keep", name)
     rng = (p.lo, p.hi) if p.lo is not None and p.hi is not None else None
     # without a finite value nothing is shifted (NaN/Inf - offset is NaN/Inf): record no offset
-    return Encoded(p.data, dtype, offset if rng else 0.0, p.max_abs, p.max_rel, p.clipped, "", rng, p.nonfinite)
+    return Encoded(
+        p.data, dtype, offset if rng else 0.0, p.max_abs, p.max_rel, p.clipped, "", rng, p.nonfinite
+    )
 
 
 def _fp16_bound(rng: tuple[float, float], offset: float) -> float:

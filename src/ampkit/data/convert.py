@@ -165,7 +165,11 @@ def _write(
     progress crosses processes, so it scales with the cores); with fewer, workers encode samples
     and this process writes them. Either way the bytes equal one process's.
     """
-    todo = [(n, [(i, sources[i]) for i in members]) for n, members in enumerate(plan) if n not in written.state.done]
+    todo = [
+        (n, [(i, sources[i]) for i in members])
+        for n, members in enumerate(plan)
+        if n not in written.state.done
+    ]
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     workers = min(opts.workers, sum(len(m) for _, m in todo))
     if workers > 1 and len(todo) >= workers:

@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
-import torch
 
 from . import codec_ref as ref
 
@@ -39,7 +40,6 @@ CHUNK = 1 << 18
 _EXACT32 = {np.dtype(t) for t in ("float32", "float16", "int8", "uint8", "int16", "uint16")}
 """Source dtypes whose every value is a float32 (worked on in float32)."""
 _STORED_NP = {"float16": np.float16, "bfloat16": np.uint16, "int16": np.int16}
-_STORED_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "int16": torch.int16}
 _CAND = 1.0 - 2.0**-20
 """Candidates for a float64 recheck: float32 figures within this factor of the chunk's maximum."""
 
@@ -66,6 +66,8 @@ class Pass:
 @contextmanager
 def single_thread() -> Iterator[None]:
     """torch ops on this thread only (the pass is per-core work; workers parallelise samples)."""
+    import torch  # here, not at import: ``import ampkit.data`` stays free of torch
+
     before = torch.get_num_threads()
     if before != 1:
         torch.set_num_threads(1)
@@ -108,7 +110,10 @@ class _Kernel:
     """Buffers and torch views for one sample's pass."""
 
     def __init__(self, dtype: str, offset: float, work: np.dtype, out: np.ndarray, x: np.ndarray, keep: bool):
+        import torch
+
         n = min(CHUNK, out.size)
+        self.torch: Any = torch
         self.dtype, self.offset, self.work = dtype, offset, work
         self.out, self.x, self.keep = out, x, keep
         self.off = work.type(offset)
@@ -150,13 +155,13 @@ class _Kernel:
             ref.refuse_int16(self.x, self.keep, name, self.offset)
         stored = self.out_t[start : start + n]
         if self.work == np.float32 or self.dtype == "int16":
-            stored.copy_(torch.from_numpy(v))
+            stored.copy_(self.torch.from_numpy(v))
         elif self.dtype == "float16":  # numpy rounds float64 to float16 once (torch goes via float32)
             np.copyto(self.out[start : start + n], v, casting="unsafe")
         else:  # bf16 is defined as bf16(float32(x - offset))
             v32 = self.f32[:n]
             np.copyto(v32, v, casting="unsafe")
-            stored.copy_(torch.from_numpy(v32))
+            stored.copy_(self.torch.from_numpy(v32))
         dec = self.dec[:n]
         self.dec_t[:n].copy_(stored)
         if self.offset != 0:

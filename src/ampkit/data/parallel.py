@@ -69,6 +69,8 @@ def _sample_task(index: int, source: Source, codec: CodecOptions) -> tuple[str, 
 
 
 def _pool(workers: int, stop: Any = None, progress: Any = None) -> ProcessPoolExecutor:
+    import torch  # noqa: F401 (imported once here, so that forked workers need not import it each)
+
     ctx = _context()
     stop = stop if stop is not None else ctx.Value("b", 0, lock=False)
     return ProcessPoolExecutor(

@@ -110,10 +110,18 @@ class CompileState:
     """``pending`` (not called yet), ``compiled`` (a compiled call returned) or ``eager``."""
     reason: str | None = None
     """Why it runs eager (the mode cannot compile here, or the compile failed)."""
+    graphs: int = 0
+    """Graphs dynamo captured during this object's first calls: the proof that it compiled."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
-        return {"backend": self.backend, "status": self.status, "reason": self.reason}
+        return {"backend": self.backend, "status": self.status, "reason": self.reason, "graphs": self.graphs}
+
+
+def _graphs_captured() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 @contextlib.contextmanager
@@ -133,6 +141,9 @@ def _first_calls() -> Iterator[None]:
 
 
 def _one_line(err: BaseException) -> str:
+    inner = getattr(err, "inner_exception", None)  # BackendCompilerFailed: what the backend raised
+    if isinstance(inner, BaseException):
+        return f"{type(err).__name__}: {_one_line(inner)}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     return f"{type(err).__name__}: {text[:200]}".rstrip(": ")
@@ -153,14 +164,15 @@ class _GuardedCall:
             return self.eager(*args, **kwargs)
         self.calls += 1
         try:
-            if self.calls <= EAGER_BACKWARD_CALLS:
-                with _first_calls():
-                    out = self.compiled(*args, **kwargs)
-            else:
+            if self.calls > EAGER_BACKWARD_CALLS:
+                return self.compiled(*args, **kwargs)
+            before = _graphs_captured()
+            with _first_calls():
                 out = self.compiled(*args, **kwargs)
         except compile_errors() as err:
             self.fall_back(_one_line(err))
             return self.eager(*args, **kwargs)
+        self.state.graphs += _graphs_captured() - before
         self.state.status = "compiled"
         return out
 
@@ -169,6 +181,19 @@ class _GuardedCall:
         warn(f"torch.compile of {self.label} failed ({reason}); running it eager", CompileWarning)
         if self.on_fallback is not None:
             self.on_fallback()
+
+
+def _own_frame(module: nn.Module) -> Callable[..., Any]:
+    """``module``'s call in a frame of ampkit's, which dynamo traces (inlining the module, hooks and
+    all). ``torch.compile(module._call_impl)`` — what ``nn.Module.compile`` does — silently compiles
+    nothing for torch's own containers (``nn.Sequential``): dynamo skips frames inside torch.nn.
+    A code object of its own per module keeps each module's recompile budget its own."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return module._call_impl(*args, **kwargs)
+
+    call.__code__ = call.__code__.replace(co_varnames=call.__code__.co_varnames)  # a new code object
+    return call
 
 
 def _check_backend(backend: Any) -> None:
@@ -201,7 +226,7 @@ def compile_model(
             model._ampkit_compile = state
         return model
     if isinstance(model, nn.Module):
-        guard = _GuardedCall(torch.compile(model._call_impl, **kwargs), model._call_impl, state, what)
+        guard = _GuardedCall(torch.compile(_own_frame(model), **kwargs), model._call_impl, state, what)
 
         def uncompile() -> None:
             model._compiled_call_impl = None  # plain eager calls from now on, no wrapper
@@ -213,17 +238,30 @@ def compile_model(
     if not callable(model):
         raise UsageError(f"compile() needs an nn.Module or a function; got a {type(model).__name__}")
     guard = _GuardedCall(torch.compile(model, **kwargs), model, state, what)
-    wrapper = functools.wraps(model)(guard.__call__)
-    wrapper._ampkit_compile = state  # type: ignore[attr-defined]
-    return wrapper
+
+    @functools.wraps(model)
+    def compiled(*args: Any, **kwargs: Any) -> Any:
+        return guard(*args, **kwargs)
+
+    compiled._ampkit_compile = state  # type: ignore[attr-defined]
+    return compiled
 
 
 def compile_state(model: Any) -> CompileState | None:
     """What :func:`compile_model` did to ``model`` (None when it was not asked to compile it)."""
     state = getattr(model, "_ampkit_compile", None)
     if state is None and isinstance(getattr(model, "module", None), nn.Module):  # DDP wraps the model
-        state = getattr(model.module, "_ampkit_compile", None)
-    return state if isinstance(state, CompileState) else None
+        model = model.module
+        state = getattr(model, "_ampkit_compile", None)
+    if not isinstance(state, CompileState):
+        return None
+    if (
+        isinstance(model, nn.Module)
+        and state.status != "eager"
+        and not isinstance(model._compiled_call_impl, _GuardedCall)
+    ):
+        return None  # a copy (copy.deepcopy, pickle): nn.Module drops the compiled call, the copy runs eager
+    return state
 
 
 class CompileClock:

@@ -181,7 +181,9 @@ def run_experiment(
     return {
         "schema": SCHEMA,
         "experiment": exp.name,
-        "task": exp.task if exp.command is None else shlex.join(exp.command),
+        "task": exp.task
+        if exp.command is None
+        else shlex.join([Path(exp.command[0]).name, *exp.command[1:]]),
         "kind": "task" if exp.command is None else "command",
         "settings": {
             "precisions": "auto" if exp.precisions is None else list(exp.precisions),
