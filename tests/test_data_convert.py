@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,28 @@ def test_benchmark_quick_run_measures_every_converter(capsys: pytest.CaptureFixt
     assert ("MDS fp16 (mosaicml-streaming)" in result["rows"]) != (
         "MDS (mosaicml-streaming)" in result["missing"]
     )
+
+
+def test_ctrl_c_with_workers_keeps_complete_shards_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    write_phantom_dataset(src, 12, seed=3, shape=(8, 8, 8), integer=False)
+    reference = _convert([str(src)], tmp_path / "ref")  # 2 per shard: 6 shards
+    monkeypatch.setenv(DELAY_ENV, "0.1")
+    fired: list[threading.Timer] = []
+
+    def interrupt_soon(_nbytes: int) -> None:  # once the workers are writing: Ctrl-C to this process
+        if not fired:
+            fired.append(threading.Timer(0.25, os.kill, (os.getpid(), signal.SIGINT)))
+            fired[0].start()
+
+    opts = ConvertOptions(out=tmp_path / "out", codec=CodecOptions(), samples_per_shard=2, workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        convert(discover([str(src)]), opts, on_sample=interrupt_soon)
+    fired[0].join()
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert not [n for n in names if n.endswith(".tmp")]  # each worker removed its unfinished shard
+    assert 1 <= len(shard_paths(tmp_path / "out")) < 6 and "manifest.json" not in names
+    monkeypatch.delenv(DELAY_ENV)
+    assert _convert([str(src)], tmp_path / "out") == reference  # the kept shards resume to the same result

@@ -51,8 +51,27 @@ def test_flipped_byte_in_sample_data_names_shard_and_key(
     out, shard, key = _copy_flipped(clean, tmp_path, shard=1, where="bin")
     assert main(["verify-shards", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert f"BAD {shard} key {key}: sample bytes differ" in err and f"BAD {shard}: sha256 differs" in err
+    assert f"BAD {shard} key {key}: sample bytes differ from the crc32c" in err and f"BAD {shard}: sha256 differs" in err
     assert "shard-000000.tar" not in err
+
+
+def test_shards_with_per_sample_sha256_are_checked_with_it(clean: Path, tmp_path: Path) -> None:
+    # shards written before CRC-32C carry sha256(bin + json) per sample; both kinds stay verifiable
+    import hashlib
+
+    from ampkit.data.format import read_member
+
+    out, shard, key = _copy_flipped(clean, tmp_path, shard=1, where="bin")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for s in manifest["shards"]:
+        with open(clean / s["name"], "rb") as fh:  # checksums of the undamaged bytes
+            for e in s["samples"]:
+                e["sha256"] = hashlib.sha256(read_member(fh, e["bin"]) + read_member(fh, e["json"])).hexdigest()
+                del e["crc32c"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    problems = [str(p) for p in verify_shards(out).problems]
+    assert f"{shard} key {key}: sample bytes differ from the sha256 recorded in the manifest" in problems
+    assert len(problems) == 2 and problems[1].startswith(f"{shard}: sha256 differs")
 
 
 def test_flipped_byte_in_tar_header_names_shard(clean: Path, tmp_path: Path) -> None:

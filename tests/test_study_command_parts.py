@@ -19,7 +19,7 @@ import pytest
 
 from ampkit.study.arm_output import LogTail, OutputScanner
 from ampkit.study.command_figures import pick_metric, series, step_figures, timeline
-from ampkit.study.command_launch import wrap
+from ampkit.study.command_launch import this_python, wrap
 from ampkit.study.placeholders import arm_env, expand
 from ampkit.study.precision_check import check_precision
 from ampkit.study.tree_meter import GpuMeter, TreeMeter, tree_pids
@@ -72,8 +72,16 @@ def test_arm_environment_speaks_every_convention() -> None:
 def test_gpus_puts_python_under_torchrun_and_leaves_launchers_alone(
     command: list[str], argv: list[str]
 ) -> None:
-    assert wrap(command, 2)[0] == argv
-    assert wrap(command, 1)[0] == command
+    assert wrap(command, 2)[0] == this_python(argv)
+    assert wrap(command, 1)[0] == this_python(command)
+
+
+def test_a_bare_python_is_the_interpreter_running_ampkit() -> None:
+    """``.venv/bin/ampkit compare -- python t.py`` must not pick a PATH python without torch."""
+    assert this_python(["python", "t.py"]) == [sys.executable, "t.py"]
+    assert this_python(["python3", "-m", "m"]) == [sys.executable, "-m", "m"]
+    assert this_python(["/opt/py/bin/python", "t.py"]) == ["/opt/py/bin/python", "t.py"]  # a path is kept
+    assert this_python(["bash", "run.sh"]) == ["bash", "run.sh"]
 
 
 def _log(step: int | None, when: float, **values: float) -> dict[str, Any]:
@@ -243,3 +251,15 @@ def test_command_seeds_that_change_nothing_are_warned_about() -> None:
     assert any("identical loss curves" in w for w in same["warnings"])
     differ = arm_entry(ArmPlan("fp32", True), [run(0, [1.0, 0.5]), run(1, [1.0, 0.4])], expected=2)
     assert not any("identical" in w for w in differ["warnings"])
+
+
+def test_steps_read_in_bursts_give_the_window_mean_not_a_median_of_zeros() -> None:
+    """Ten lines read together every 10 ms: per-line intervals are ~0 (a median of 0 once gave a 29x
+    "speed-up"); the step time is the mean over the window and p90 is unavailable."""
+    points = [(s, (s // 10) * 0.010) for s in range(1, 101)]
+    figs, window, timed = step_figures(points, warmup=10, source="the time the study read each line")
+    assert window is not None and timed == 90
+    mean = (window[1] - window[0]) / 90
+    assert figs["step_time_median_s"]["value"] == pytest.approx(mean) and mean > 5e-4
+    assert "bursts" in figs["step_time_median_s"]["flags"][0]
+    assert figs["step_time_p90_s"]["value"] is None

@@ -260,8 +260,12 @@ class BatchReader:
             legacy = self.verify != "off" and not all(has_checksum(e) for e in info["samples"])
             self._hashed[shard] = {}
             if (self.verify == "shard" or legacy) and file_sha256(self.shards.path(shard)) != info["sha256"]:
-                self._hashed[shard] = scan_shard(self.shards.path(shard), info["samples"])
-                shard_damage(info["name"], self._hashed[shard], self.on_error)
+                damaged = scan_shard(self.shards.path(shard), info["samples"])
+                for e in info["samples"]:  # nothing can clear a sample without a checksum of its own
+                    if not has_checksum(e):
+                        damaged.setdefault(e["key"], "no checksum of its own to clear it")
+                self._hashed[shard] = damaged
+                shard_damage(info["name"], damaged, self.on_error)
         return fd, size
 
     def _damaged(self, shard: int, item: _Item, reason: str, skipped: dict[int, str]) -> None:

@@ -23,7 +23,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Generator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -105,33 +105,38 @@ def run_shards(
             if on_sample is not None:
                 on_sample(nbytes)
 
-    failure: BaseException | None = None
+    failure: list[BaseException] = []
+
+    def fail(err: BaseException, others: set[Future[Any]]) -> None:
+        if not failure:  # the first failure is raised; the others are its consequences
+            failure.append(err)
+            stop.value = 1
+            for other in others:
+                other.cancel()
+
     with _pool(workers, stop, progress) as pool:
-        pending: set[Future[Any]] = {
+        todo: set[Future[Any]] = {
             pool.submit(_shard_task, out, number, members, codec, delay) for number, members in jobs
         }
-        while pending:
-            try:
-                done, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+        while todo:
+            try:  # Ctrl-C can arrive anywhere in here: it stops the workers, then it is raised
+                wait(todo, timeout=0.05, return_when=FIRST_COMPLETED)
                 drain()
-            except BaseException as err:  # Ctrl-C in this process: stop the workers, then re-raise
-                failure = failure or err
-                stop.value = 1
-                continue
-            for future in done:
-                try:
-                    on_shard(*future.result())
-                except Cancelled:
-                    pass
-                except BaseException as err:
-                    if failure is None:
-                        failure = err
-                        stop.value = 1
-                        for other in pending:
-                            other.cancel()
-        drain()
-    if failure is not None:
-        raise failure
+                for future in [f for f in todo if f.done()]:
+                    todo.discard(future)
+                    try:
+                        result = future.result()
+                    except (Cancelled, CancelledError):
+                        continue
+                    except BaseException as err:
+                        fail(err, todo)
+                        continue
+                    on_shard(*result)
+            except BaseException as err:
+                fail(err, todo)
+    drain()  # what the workers' queue threads flushed as they exited
+    if failure:
+        raise failure[0]
 
 
 def encoded_samples(

@@ -19,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from ..precision import dtype_name, fp32_region
+from ..precision.compile import compile_state
 
 if TYPE_CHECKING:
     from ..engine.records import StepRecord
@@ -115,7 +116,8 @@ def low_precision_flop_share(run: RunSetup, batch: int = 0) -> dict[str, Any]:
     try:
         with (
             torch.random.fork_rng(devices=devices),
-            torch.compiler.set_stance("force_eager"),  # a compiled model: the probe compiles nothing
+            # a compiled model: the probe runs it eagerly and compiles nothing (dynamo loaded only then)
+            torch.compiler.set_stance("force_eager") if compile_state(model) else contextlib.nullcontext(),
             precision.scope(),
             no_sync() if callable(no_sync) else contextlib.nullcontext(),
         ):

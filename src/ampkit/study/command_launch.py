@@ -6,6 +6,10 @@ kept). A command that already is a launcher (``torchrun``, ``python -m torch.dis
 ``accelerate launch``, ``deepspeed``) runs as it is: the study only sets its environment. Any
 other program (``bash tools/dist_train.sh``) also runs as it is, with ``GPUS=N`` in its
 environment, the seeds' ablation-script convention.
+
+A bare ``python`` / ``python3`` means the interpreter running ampkit (``sys.executable``), as
+torchrun and ``accelerate launch`` do: ``.venv/bin/ampkit compare -- python train.py`` runs the
+script with the venv's torch even when the venv is not activated. Name a path to use another one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,8 +69,16 @@ def _python_target(command: Sequence[str], where: str) -> list[str]:
     return rest
 
 
+def this_python(command: Sequence[str]) -> list[str]:
+    """``command`` with a bare ``python``/``python3`` replaced by the interpreter running ampkit."""
+    if command and command[0] in ("python", "python3") and sys.executable:
+        return [sys.executable, *command[1:]]
+    return list(command)
+
+
 def wrap(command: Sequence[str], gpus: int, where: str = "--gpus") -> tuple[list[str], str]:
     """``(argv, how)``: the command under torchrun for ``gpus`` > 1 where it is a Python program."""
+    command = this_python(command)
     if gpus <= 1:
         return list(command), "1 process"
     found = launcher(command)
