@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ampkit-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test lint typecheck unit bench install clean
+.PHONY: demo test lint typecheck unit bench bench-gpu install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/data_load.py
 	$(BENCH_VENV)/bin/python benchmarks/data_convert.py
 	$(BENCH_VENV)/bin/python benchmarks/speedup_tinygpt.py
+
+# The GPU suite (docs/gpu.md): one command, at most 8 minutes on one H100/H200, writes docs/benchmarks-gpu.md.
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache

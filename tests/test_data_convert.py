@@ -360,12 +360,12 @@ def test_ctrl_c_with_workers_keeps_complete_shards_and_leaves_no_temporary(
     src = tmp_path / "src"
     write_phantom_dataset(src, 12, seed=3, shape=(8, 8, 8), integer=False)
     reference = _convert([str(src)], tmp_path / "ref")  # 2 per shard: 6 shards
-    monkeypatch.setenv(DELAY_ENV, "0.1")
+    monkeypatch.setenv(DELAY_ENV, "0.15")
     fired: list[threading.Timer] = []
 
     def interrupt_soon(_nbytes: int) -> None:  # once the workers are writing: Ctrl-C to this process
         if not fired:
-            fired.append(threading.Timer(0.25, os.kill, (os.getpid(), signal.SIGINT)))
+            fired.append(threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)))
             fired[0].start()
 
     opts = ConvertOptions(out=tmp_path / "out", codec=CodecOptions(), samples_per_shard=2, workers=2)

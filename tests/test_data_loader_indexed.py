@@ -156,7 +156,9 @@ def _convert(root: Path, arrays: dict[str, np.ndarray], dtype: str, **meta: floa
     for name, a in arrays.items():
         np.savez(src / f"{name}.npz", volume=a, **{k: np.float64(v) for k, v in meta.items()})
     offset = "auto" if dtype != "bf16" else None
-    convert(discover([str(src)]), ConvertOptions(out=root / "out", codec=CodecOptions(dtype=dtype, offset=offset)))
+    convert(
+        discover([str(src)]), ConvertOptions(out=root / "out", codec=CodecOptions(dtype=dtype, offset=offset))
+    )
     return root / "out"
 
 
@@ -207,7 +209,9 @@ def test_two_byte_output_is_the_stored_bytes(shards: Path) -> None:
     batch = IndexedShards(shards, output_dtype="float16").get_batch([7, 3])
     info = load_manifest(shards)["shards"]
     for row, i in enumerate([7, 3]):
-        stored, _ = read_sample(shards / info[i // PER_SHARD]["name"], info[i // PER_SHARD]["samples"][i % PER_SHARD])
+        stored, _ = read_sample(
+            shards / info[i // PER_SHARD]["name"], info[i // PER_SHARD]["samples"][i % PER_SHARD]
+        )
         assert batch["raw"][row].numpy().tobytes() == stored
 
 
@@ -227,7 +231,9 @@ def test_bf16_and_int16_storage_to_each_output_dtype(tmp_path: Path) -> None:
     ints = _convert(tmp_path / "int", {"big": np.array([[4097, -3001]], np.int16), **small}, "int16")
     as16 = IndexedShards(ints, output_dtype="float16").get_batch([1, 2, 3])  # |v| < 2048: exact in fp16
     assert as16["raw"].dtype == torch.float16
-    assert torch.equal(as16["raw"].float() + as16["offset"][:, None, None], IndexedShards(ints).get_batch([1, 2, 3])["x"])
+    assert torch.equal(
+        as16["raw"].float() + as16["offset"][:, None, None], IndexedShards(ints).get_batch([1, 2, 3])["x"]
+    )
     with pytest.raises(UsageError, match=r"sample 000000000 is stored as int16"):
         IndexedShards(ints, output_dtype="float16").get_batch([0])  # 4097 - offset is odd and > 2048
     assert IndexedShards(ints, output_dtype="stored").get_batch([0])["raw"].dtype == torch.int16
@@ -235,6 +241,12 @@ def test_bf16_and_int16_storage_to_each_output_dtype(tmp_path: Path) -> None:
 
 def test_batches_are_never_overwritten_while_held_and_memory_is_reused_after(shards: Path) -> None:
     ds = IndexedShards(shards)
+    held = ds.get_batch([9, 10, 11])
+    before = held["x"].clone()
+    for _ in range(4):  # batches the caller holds are never written again
+        assert ds.get_batch([0, 1, 2])["x"].data_ptr() != held["x"].data_ptr()
+    assert torch.equal(held["x"], before)
+    del held
     first = ds.get_batch([0, 1, 2])
     copy, p1 = first["x"].clone(), first["x"].data_ptr()
     view = first["x"][1]
@@ -248,7 +260,9 @@ def test_batches_are_never_overwritten_while_held_and_memory_is_reused_after(sha
     arr, p3, kept = third["x"].numpy(), third["x"].data_ptr(), third["x"].clone()
     del third
     fourth = ds.get_batch([0, 1, 2])  # a numpy array holds the memory too
-    assert fourth["x"].data_ptr() != p3 and np.array_equal(arr, kept.numpy()) and torch.equal(fourth["x"], copy)
+    assert (
+        fourth["x"].data_ptr() != p3 and np.array_equal(arr, kept.numpy()) and torch.equal(fourth["x"], copy)
+    )
 
 
 def test_loader_pins_memory_exactly_when_cuda_is_present(shards: Path) -> None:
@@ -268,7 +282,9 @@ def test_truncated_shard_is_skipped_and_counted(shards: Path, tmp_path: Path) ->
     ds = IndexedShards(damaged, on_error="skip")
     keys, skipped = collect(ds.loader(4, shuffle="none"))
     assert skipped == lost and ds.skipped == len(lost) and keys == [k for k in ALL if k not in lost]
-    with pytest.raises(ShardError, match=rf"{info['name']}, sample {lost[0]}: json .* past the end of the file"):
+    with pytest.raises(
+        ShardError, match=rf"{info['name']}, sample {lost[0]}: json .* past the end of the file"
+    ):
         IndexedShards(damaged).get_batch([13])
 
 
@@ -309,7 +325,9 @@ def test_shards_with_per_sample_sha256_or_no_checksum_still_name_the_flipped_sam
     assert collect([ds.get_batch([9, 12, 15])]) == (["000000009", "000000015"], ["000000012"])
 
 
-def test_verify_off_trusts_the_bytes_and_shard_adds_the_file_hash(shards: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_verify_off_trusts_the_bytes_and_shard_adds_the_file_hash(
+    shards: Path, tmp_path: Path, caplog
+) -> None:  # type: ignore[no-untyped-def]
     damaged = _copy(shards, tmp_path)
     flip_byte(damaged, "000000007", member="bin", at=-400)  # a tar header: no sample is to blame
     flip_byte(damaged, "000000016")
@@ -317,7 +335,9 @@ def test_verify_off_trusts_the_bytes_and_shard_adds_the_file_hash(shards: Path, 
     with caplog.at_level("WARNING", logger="ampkit.data"):
         assert IndexedShards(damaged, verify="shard").get_batch([7])["key"] == ["000000007"]
     assert "sha256 mismatch outside sample data" in caplog.text
-    with pytest.raises(ShardError, match=r"sample 000000016: shard sha256 mismatch; checksum mismatch: crc32c"):
+    with pytest.raises(
+        ShardError, match=r"sample 000000016: shard sha256 mismatch; checksum mismatch: crc32c"
+    ):
         IndexedShards(damaged, verify="shard").get_batch([15])  # the whole shard is suspect at open
 
 
@@ -327,7 +347,10 @@ def test_verify_off_trusts_the_bytes_and_shard_adds_the_file_hash(shards: Path, 
         ({"output_dtype": "float64"}, "valid: float32, float16, bfloat16, stored"),
         ({"verify": "fast"}, "valid: sample, shard, off"),
         ({"on_error": "ignore"}, "valid: raise, skip"),
-        ({"output_dtype": "float32", "preprocess": PreprocessConfig(on="device")}, "valid: output_dtype float16"),
+        (
+            {"output_dtype": "float32", "preprocess": PreprocessConfig(on="device")},
+            "valid: output_dtype float16",
+        ),
     ],
 )
 def test_bad_loader_options_are_usage_errors(shards: Path, kwargs: dict, match: str) -> None:
@@ -337,3 +360,15 @@ def test_bad_loader_options_are_usage_errors(shards: Path, kwargs: dict, match: 
         IndexedShards(shards, **kwargs)
     with pytest.raises(UsageError, match=match):
         StreamingShards(shards, 2, **kwargs)
+
+
+def test_a_used_dataset_pickles_for_spawned_workers(shards: Path) -> None:
+    import pickle
+
+    from ampkit.data.loader_stream import StreamingShards
+
+    for ds in (IndexedShards(shards), StreamingShards(shards, 3)):
+        first = ds.get_batch([2, 9]) if isinstance(ds, IndexedShards) else next(iter(ds))
+        copy = pickle.loads(pickle.dumps(ds))  # open files, buffers and batch memory stay behind
+        again = copy.get_batch([2, 9]) if isinstance(ds, IndexedShards) else next(iter(copy))
+        assert torch.equal(first["x"], again["x"]) and again["key"] == first["key"]

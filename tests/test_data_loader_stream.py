@@ -120,3 +120,27 @@ def test_damaged_tar_header_recovers_the_cut_off_samples(shards: Path, tmp_path:
     path.write_bytes(bytes(data))
     keys, skipped = collect(StreamingShards(damaged, 4, shuffle="none").loader())
     assert skipped == [] and keys == ALL
+
+
+@pytest.mark.parametrize("output_dtype", ["float32", "float16"])
+def test_worker_memory_is_reused_only_after_the_caller_dropped_every_view(shards: Path, output_dtype: str) -> None:
+    # workers write batches into shared memory they reuse once the main process has released it
+    import os
+
+    key = "x" if output_dtype == "float32" else "raw"
+    ds = StreamingShards(shards, 2, shuffle="none", output_dtype=output_dtype)
+    want = [b[key].clone() for b in ds.loader()]
+    loader = ds.loader(num_workers=2, persistent_workers=True, pin_memory=False)
+    segments = set()
+    for _ in range(2):  # the second epoch runs on segments released during the first
+        held, views = [], []
+        for k, b in enumerate(loader):
+            segments.add(os.fstat(b[key].untyped_storage()._share_fd_cpu_()[0]).st_ino)
+            if k % 3 == 0:
+                held.append((k, b))  # the whole batch
+            elif k % 3 == 1:
+                views.append((k, b[key][1:]))  # a view of it only
+        assert all(torch.equal(b[key], want[k]) for k, b in held)
+        assert all(torch.equal(v, want[k][1:]) for k, v in views)
+        assert len(held) + len(views) == 8 and len(want) == 11
+    assert len(segments) < 22  # dropped batches' memory came back: not one segment per batch

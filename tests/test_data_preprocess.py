@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ampkit.data.preprocess import PreprocessConfig, apply_chain, finish_batch
+from ampkit.data.preprocess import PreprocessConfig, apply_chain, finish_batch, reshape, scale_
 from ampkit.errors import UsageError
 
 
@@ -77,6 +77,39 @@ def test_device_stage_equals_cpu_stage() -> None:
     torch.testing.assert_close(out["x"], apply_chain(stored, offset, slope, intercept, cfg))
     moved = finish_batch({"x": out["x"], "key": ["a"]}, "cpu", cfg)  # already float32: only moved
     assert moved["x"] is out["x"] and moved["key"] == ["a"]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        PreprocessConfig(clip=(-900.0, 700.0), normalize="range", add_channel=True),
+        PreprocessConfig(normalize="meanstd", mean=3.0, std=7.0),
+        PreprocessConfig(rescale=False, clip=(-5.0, 5.0)),
+    ],
+)
+def test_row_by_row_scaling_equals_the_batched_chain_bit_for_bit(cfg: PreprocessConfig) -> None:
+    # the loaders widen and scale each sample into its batch row (scalars); finish_batch runs the batch (vectors)
+    stored, offset, slope, intercept = _batch()
+    rows = torch.empty(stored.shape)
+    for i in range(len(stored)):
+        rows[i].copy_(stored[i])
+        scale_(rows[i], float(offset[i]), float(slope[i]), float(intercept[i]), cfg)
+    assert torch.equal(reshape(rows, cfg), apply_chain(stored, offset, slope, intercept, cfg))
+
+
+def test_device_stage_widens_bfloat16_and_int16_exactly() -> None:
+    values = torch.tensor([[-3.0e38, 1.5, 2.0**-130], [0.0, -1.0, 3.0e4]]).to(torch.bfloat16)
+    zeros, ones = torch.zeros(2), torch.ones(2)
+    batch = {"raw": values, "offset": zeros, "slope": ones, "intercept": zeros}
+    assert torch.equal(finish_batch(batch, "cpu", PreprocessConfig())["x"], values.float())
+    ints = torch.tensor([[-32768, 32767, 5]], dtype=torch.int16)
+    batch = {
+        "raw": ints,
+        "offset": torch.tensor([100.0]),
+        "slope": torch.ones(1),
+        "intercept": torch.zeros(1),
+    }
+    assert finish_batch(batch, "cpu", PreprocessConfig())["x"].tolist() == [[-32668.0, 32867.0, 105.0]]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

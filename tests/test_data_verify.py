@@ -51,7 +51,10 @@ def test_flipped_byte_in_sample_data_names_shard_and_key(
     out, shard, key = _copy_flipped(clean, tmp_path, shard=1, where="bin")
     assert main(["verify-shards", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert f"BAD {shard} key {key}: sample bytes differ from the crc32c" in err and f"BAD {shard}: sha256 differs" in err
+    assert (
+        f"BAD {shard} key {key}: sample bytes differ from the crc32c" in err
+        and f"BAD {shard}: sha256 differs" in err
+    )
     assert "shard-000000.tar" not in err
 
 
@@ -66,7 +69,9 @@ def test_shards_with_per_sample_sha256_are_checked_with_it(clean: Path, tmp_path
     for s in manifest["shards"]:
         with open(clean / s["name"], "rb") as fh:  # checksums of the undamaged bytes
             for e in s["samples"]:
-                e["sha256"] = hashlib.sha256(read_member(fh, e["bin"]) + read_member(fh, e["json"])).hexdigest()
+                e["sha256"] = hashlib.sha256(
+                    read_member(fh, e["bin"]) + read_member(fh, e["json"])
+                ).hexdigest()
                 del e["crc32c"]
     (out / "manifest.json").write_text(json.dumps(manifest))
     problems = [str(p) for p in verify_shards(out).problems]

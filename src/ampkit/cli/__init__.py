@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "verify_shards",
     "compare",
     "analyze",
+    "plan",
 )
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .parser import add_flag
+from .tracking import add_log_args
 from .train import add_run_args
 
 #: Command-line flags that set an Experiment field (None = not given, so TOML values stand).
@@ -116,6 +117,7 @@ def register(subparsers: Any) -> None:
         "by side) or off (default); compile time is reported apart from step time",
     )
     add_command_args(parser)
+    add_log_args(parser, "OUT")
     parser.set_defaults(func=run)
 
 
@@ -308,8 +310,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..study import run_study
+    from .tracking import check_log_args, study_trackers
 
     planned = check_study(args)
+    trackers = check_log_args(args, args.out)
     # A pipe or a log file gets a wide table instead of rich's 80-column fallback.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     # SIGTERM (a scheduler's stop, `kill`) ends the study the way Ctrl-C does: arms stopped, results kept.
@@ -320,7 +324,8 @@ def run(args: argparse.Namespace) -> int:
     total = 0
     try:
         for name, (exp, out) in planned.items():
-            study = run_study(exp, out, console=console, checked=True)
+            tracking = study_trackers(trackers, args, name, exp, out)
+            study = run_study(exp, out, console=console, checked=True, trackers=tracking)
             total += sum(1 for arm in study["arms"] if arm["status"] != "skipped")
             failed += [f"{'' if args.config is None else name + '/'}{arm['mode']} ({arm.get('reason')})"
                        for arm in study["arms"] if arm["status"] == "failed"]  # fmt: skip

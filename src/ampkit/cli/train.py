@@ -11,6 +11,7 @@ from typing import Any
 from ..numerics.args import add_nonfinite_args, check_nonfinite_args, nonfinite_fields, numerics_summary
 from ..precision.args import add_precision_args
 from .parser import add_flag
+from .tracking import add_log_args
 
 TASK_HELP = (
     "built-in task (digits, tinygpt, ct) or module:factory — a callable taking an ampkit.tasks.TaskSpec "
@@ -82,6 +83,7 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "strategy", default="ddp", choices=("ddp", "fsdp"), help="multi-process: DDP or FSDP2")
     add_flag(parser, "timeout", type=float, default=None, help="--nproc: seconds before the job is stopped")
     add_nonfinite_args(parser)
+    add_log_args(parser, "OUT")
     parser.set_defaults(func=run)
 
 
@@ -195,14 +197,25 @@ def _train_and_report(args: argparse.Namespace) -> int:
     from ..engine import train
     from ..engine.distributed import world_from_env
     from ..engine.launch import LaunchError, run_distributed
+    from .tracking import check_log_args, train_tracked
 
     config = build_config(args)
+    trackers = check_log_args(args, Path(config.out))
+    tracked: list[str] = []
     if config.nproc > 1 and world_from_env()[1] == 1:  # not yet inside a launched world: launch it
         try:
             result = run_distributed(config, timeout_s=args.timeout)
         except LaunchError as err:
             print(f"ampkit train: error: {err}", file=sys.stderr)
             return 1
+        if trackers:  # the ranks ran elsewhere: the trackers are written from the result
+            from ..integrations.trackers import log_train_result
+
+            tracked = log_train_result(trackers, result, Path(config.out), mlflow_uri=args.mlflow_uri)
+    elif trackers:
+        result, tracked = train_tracked(config, trackers, args.mlflow_uri)
+        if world_from_env()[0] != 0:
+            return 0
     else:
         result = train(config)
         if world_from_env()[0] != 0:
@@ -216,6 +229,7 @@ def _train_and_report(args: argparse.Namespace) -> int:
         **numerics_summary(result),
         **{f"eval_{k}": v for k, v in result.final.items()},
         **({"compile": _compile_summary(result.compile)} if result.compile else {}),
+        **({"trackers": tracked} if tracked else {}),
         "metrics": str(Path(config.out) / "metrics.json"),
     }
     print(json.dumps(summary, indent=2))

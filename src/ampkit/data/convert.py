@@ -3,9 +3,11 @@
 The plan (which sample goes into which shard under which key) depends only on the inputs and
 the shard bounds, never on timing, so a rerun after an interruption finds the same shards:
 complete ones (final name) are checked against the plan and skipped, orphaned temporaries are
-removed, and the rest is written again. Workers encode samples in parallel; the parent writes
-them in order, so shards do not depend on the number of workers either. What ``--out`` may hold
-and how a refused run is undone is :mod:`ampkit.data.resume`.
+removed, and the rest is written again. A shard's bytes depend only on its samples, so they do
+not depend on the number of workers either (:mod:`ampkit.data.parallel`: workers write whole
+shards, or encode samples for one writer). The manifest is built from what the writers recorded
+(sha256 of every shard taken while writing it). What ``--out`` may hold and how a refused run is
+undone is :mod:`ampkit.data.resume`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from .batchmem import OutputPool
 
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -78,15 +79,23 @@ def apply_chain(
         return _chain(stored, offset, slope, intercept, cfg)
 
 
+_WIDENED = OutputPool()
+"""float32 batches that :func:`finish_batch` widens on the CPU, written again once released."""
+
+
 def _chain(
     stored: torch.Tensor,
     offset: torch.Tensor,
     slope: torch.Tensor,
     intercept: torch.Tensor,
     cfg: PreprocessConfig,
+    reuse: bool = False,
 ) -> torch.Tensor:
     # one widening copy, then in place: the same arithmetic as out-of-place ops, no temporaries
-    x = stored.to(torch.float32, copy=True)
+    if reuse and stored.device.type == "cpu":  # memory of released batches: no page faults
+        x = _WIDENED.take(tuple(stored.shape), torch.float32, shared=False).copy_(stored)
+    else:
+        x = stored.to(torch.float32, copy=True)
     scale_(x, offset, slope, intercept, cfg)
     return reshape(x, cfg)
 
@@ -107,10 +116,13 @@ def scale_(
     """
     if isinstance(offset, torch.Tensor):
         shift = bool(offset.ne(0).any())
-        affine = cfg.rescale and bool(torch.as_tensor(slope).ne(1).any() | torch.as_tensor(intercept).ne(0).any())
+        affine = cfg.rescale and bool(
+            torch.as_tensor(slope).ne(1).any() | torch.as_tensor(intercept).ne(0).any()
+        )
         off, mul, add = (_per_sample(torch.as_tensor(v), x) for v in (offset, slope, intercept))
     else:
-        shift, affine = offset != 0, cfg.rescale and (slope != 1 or intercept != 0)
+        shift = bool(offset != 0)
+        affine = cfg.rescale and bool(slope != 1 or intercept != 0)
         off, mul, add = offset, slope, intercept  # type: ignore[assignment]
     if shift:
         x.add_(off)
@@ -159,7 +171,8 @@ def finish_batch(batch: dict[str, Any], device: torch.device | str, cfg: Preproc
     out = dict(batch)
     if "raw" in batch:
         raw = batch["raw"].to(device, non_blocking=True)
-        out["x"] = apply_chain(raw, batch["offset"], batch["slope"], batch["intercept"], cfg)
+        with torch.autocast(device.type, enabled=False):
+            out["x"] = _chain(raw, batch["offset"], batch["slope"], batch["intercept"], cfg, reuse=True)
         for name in ("raw", "offset", "slope", "intercept"):
             out.pop(name)
     for name, value in out.items():

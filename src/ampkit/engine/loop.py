@@ -14,8 +14,8 @@ from ..errors import UsageError
 from ..numerics.fallback import NumericsGuard, resume_precision
 from ..numerics.telemetry import low_precision_flop_share
 from ..precision import Precision
-from ..precision.compile import CompileClock
 from .checkpoint import capture_rng, save_atomic
+from .compile_clock import CompileClock
 from .config import TrainConfig
 from .dist_state import gather_rng, load_state_dicts, restore_rank_rng, state_dicts
 from .distributed import session, world_from_env
@@ -35,7 +35,9 @@ class TrainHook(Protocol):
     """Called after every optimizer step (the study uses it to start meters after warm-up).
 
     A hook may also define ``on_train_start(run)``: called once, right before the first step
-    (after setup, resume and the precision scope), so meters can start exactly at training.
+    (after setup, resume and the precision scope), so meters can start exactly at training;
+    and ``on_train_end(result)``: called once after the final evaluation and ``metrics.json``
+    (trackers log the final metrics and close there).
     """
 
     def on_step_end(self, record: StepRecord, run: RunSetup) -> None: ...
@@ -204,4 +206,8 @@ def _train(
         _save_checkpoint(run, result, run.total_steps, ckpt)  # type: ignore[arg-type]
         if run.dist.is_main:
             write_json(out / METRICS_NAME, result.to_dict())
+    for hook in hooks:
+        end_hook = getattr(hook, "on_train_end", None)  # optional, like on_train_start
+        if end_hook is not None:
+            end_hook(result)
     return result

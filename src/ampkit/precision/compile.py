@@ -215,7 +215,7 @@ def compile_model(
     _check_backend(backend)
     name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
     state = CompileState(name)
-    what = label or (
+    what = label or str(
         type(model).__name__ if isinstance(model, nn.Module) else getattr(model, "__name__", "fn")
     )
     why = cannot_compile(mode, device_type, backend)
@@ -223,7 +223,7 @@ def compile_model(
         state.status, state.reason = "eager", f"{mode} cannot compile here: {why}"
         warn(f"torch.compile: {mode} on {device_type} runs eager: {why}", CompileWarning)
         if isinstance(model, nn.Module):
-            model._ampkit_compile = state
+            setattr(model, "_ampkit_compile", state)  # noqa: B010  (nn.Module types its attributes)
         return model
     if isinstance(model, nn.Module):
         guard = _GuardedCall(torch.compile(_own_frame(model), **kwargs), model._call_impl, state, what)
@@ -233,7 +233,7 @@ def compile_model(
 
         guard.on_fallback = uncompile
         model._compiled_call_impl = guard
-        model._ampkit_compile = state
+        setattr(model, "_ampkit_compile", state)  # noqa: B010
         return model
     if not callable(model):
         raise UsageError(f"compile() needs an nn.Module or a function; got a {type(model).__name__}")
@@ -262,57 +262,3 @@ def compile_state(model: Any) -> CompileState | None:
     ):
         return None  # a copy (copy.deepcopy, pickle): nn.Module drops the compiled call, the copy runs eager
     return state
-
-
-class CompileClock:
-    """Compile time of a compiled model's training steps, kept apart from their step times.
-
-    Around each step it reads :func:`compile_seconds`; a step during which dynamo compiled (the
-    first, and any recompile) is a *compile step*: its compile seconds and its whole wall time are
-    recorded here (its step time stays in the history, where warm-up excludes it from figures).
-    """
-
-    def __init__(self, model: Any):
-        self.state = compile_state(model)
-        self.start_s = compile_seconds()
-        self.steps: list[int] = []
-        self.compile_s = 0.0
-        self.wall_s = 0.0
-        self.first_step_s: float | None = None
-        self._before: float | None = None
-
-    def before_step(self) -> None:
-        """Call right before a step starts."""
-        self._before = compile_seconds()
-
-    def after_step(self, step: int, wall_s: float) -> None:
-        """Call with the step's number and its (device-synchronised) wall time."""
-        if self.first_step_s is None:
-            self.first_step_s = wall_s
-        now = compile_seconds()
-        if now is None or self._before is None:
-            return
-        if now > self._before:
-            self.steps.append(step)
-            self.compile_s += now - self._before
-            self.wall_s += wall_s
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: status, backend, reason and the compile-time figures (seconds)."""
-        state = (
-            self.state.to_dict() if self.state is not None else {"status": "eager", "reason": "not compiled"}
-        )
-        now = compile_seconds()
-        timers = now is not None and self.start_s is not None
-        return {
-            **state,
-            "compile_s": self.compile_s if timers else None,
-            "compile_steps": self.steps,
-            "compile_step_wall_s": self.wall_s if timers else None,
-            "first_step_s": self.first_step_s,
-            "total_compile_s": now - self.start_s if timers else None,  # type: ignore[operator]
-            "method": "torch._dynamo.utils.calculate_time_spent() (frame + backward compile) read around "
-            "each step; total includes compiles during evaluation"
-            if timers
-            else "unavailable: torch does not expose its compile timers",
-        }

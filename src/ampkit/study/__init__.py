@@ -46,20 +46,30 @@ def write_outputs(study: dict[str, Any], out: Path) -> list[Path]:
 
 
 def run_study(
-    experiment: Experiment, out: Path, *, console: Console | None = None, checked: bool = False
+    experiment: Experiment,
+    out: Path,
+    *,
+    console: Console | None = None,
+    checked: bool = False,
+    trackers: Any = None,
 ) -> dict[str, Any]:
     """Run ``experiment``, write its outputs into ``out``, print the table; returns the study dict.
 
     Everything is checked before the first arm starts (``checked``: the caller already did, with
     :func:`ampkit.study.runner.require_runnable`). Failed arms are rows with their reason and
     stderr tail (``arm["status"] == "failed"``); after Ctrl-C the outputs hold what was measured
-    and ``study["interrupted"]`` is true.
+    and ``study["interrupted"]`` is true. ``trackers``: an
+    :class:`ampkit.integrations.trackers.StudyTrackers` (``compare --log``), fed each arm run as it
+    ends and given the outputs at the end.
     """
     from .runner import run_experiment
 
     console = console or Console()
-    study = run_experiment(experiment, out, console=console, checked=checked)
+    on_arm = trackers.on_arm if trackers is not None else None
+    study = run_experiment(experiment, out, console=console, checked=checked, on_arm=on_arm)
     paths = write_outputs(study, out)
     print_table(study, console)
     console.print(f"wrote {', '.join(p.name for p in paths)} to {out}/")
+    for line in trackers.finish(paths) if trackers is not None else []:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return study

@@ -154,6 +154,13 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         "final": result.final,
         "loss_curve": [r.loss for r in result.history],
         "step_times_s": [r.time_s for r in result.history],
+        "step_stats": {  # per step, for compare --log's trackers (docs/trackers.md)
+            "loss_scale": [r.loss_scale for r in result.history],
+            "grad_norm": [r.grad_norm for r in result.history],
+            "applied": [r.applied for r in result.history],
+            "items_per_step": result.history[0].items if result.history else None,
+            "lr": meters.lr,
+        },
         "evals": [{"step": e.step, "elapsed_s": e.elapsed_s, **e.metrics} for e in result.evals],
         "figures": figures,
         "target": target_figures(result, float(target), meters) if target is not None else None,

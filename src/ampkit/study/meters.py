@@ -97,6 +97,8 @@ class ArmMeters:
         self.window: EnergyWindow | None = None
         self.train_energy: EnergyWindow | None = None
         self.energy_at_step: dict[int, float] = {}
+        self.lr: float | None = None
+        """The learning rate the arm trains with (read at the start)."""
         self._device = torch.device("cpu")
 
     def on_train_start(self, run: RunSetup) -> None:
@@ -109,6 +111,8 @@ class ArmMeters:
             "default_dtype": str(torch.get_default_dtype()).removeprefix("torch."),
         }
         self.rss_before_train = current_rss_bytes()
+        groups = run.optimizer.optimizer.param_groups
+        self.lr = float(groups[0]["lr"]) if groups else None
         if not isinstance(self.counter, NoEnergyCounter):
             self.train_energy = EnergyWindow(self.counter, self._sync)
             self.train_energy.start()

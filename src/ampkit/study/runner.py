@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +135,19 @@ def _processes_line(exp: Experiment, label: str, pids: list[int]) -> str:
 
 
 def run_experiment(
-    exp: Experiment, out: Path, *, console: Console | None = None, checked: bool = False
+    exp: Experiment,
+    out: Path,
+    *,
+    console: Console | None = None,
+    checked: bool = False,
+    on_arm: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every arm of ``exp`` (writing per-arm files under ``out/arms``) and return the study dict.
 
     ``checked``: :func:`require_runnable` already ran. Ctrl-C (or SIGTERM turned into
     KeyboardInterrupt) stops the running arm and returns what was measured, with
-    ``study["interrupted"]`` set.
+    ``study["interrupted"]`` set. ``on_arm(record)`` is called as each arm run ends (the
+    trackers of ``compare --log``).
     """
     if not checked:
         require_runnable(exp)
@@ -173,6 +180,8 @@ def run_experiment(
                           "reason": "interrupted while running; its processes were stopped"}  # fmt: skip
             record["seed"], record["mode"], record["order"] = seed, plan.mode, index
             records[plan.mode].append(record)
+            if on_arm is not None:
+                on_arm(record)
             order.append({"index": index, "mode": plan.mode, "seed": seed, "pid": record.get("pid"),
                           "rank_pids": record.get("rank_pids")})  # fmt: skip
             if interrupted:

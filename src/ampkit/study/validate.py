@@ -114,9 +114,9 @@ def check_override(field: str, value: Any, where: str) -> None:
     if field == "compile_backend":
         import torch._dynamo
 
-        known = torch._dynamo.list_backends(exclude_tags=())
-        if value not in known:
-            raise UsageError(f"{what}: unknown torch.compile backend; valid: {', '.join(sorted(known))}")
+        backends = torch._dynamo.list_backends(exclude_tags=())
+        if value not in backends:
+            raise UsageError(f"{what}: unknown torch.compile backend; valid: {', '.join(sorted(backends))}")
     if field == "device":
         import torch
 
