@@ -17,15 +17,8 @@ import pytest
 from ampkit.cli import main
 from ampkit.cli.plan import render
 from ampkit.errors import UsageError
-from ampkit.hardware.plan import (
-    MIN_BUDGET,
-    PlanSettings,
-    accumulation,
-    format_size,
-    largest_batch,
-    parse_size,
-    plan_mode,
-)
+from ampkit.hardware.budget import MIN_BUDGET, format_size, parse_size
+from ampkit.hardware.plan import PlanSettings, accumulation, largest_batch, plan_mode
 from ampkit.hardware.probe import ProbeRequest, ProbeResult
 from ampkit.hardware.probe_server import ProbeServer
 
@@ -103,7 +96,13 @@ def test_a_timed_out_probe_bounds_the_search_like_a_failure() -> None:
 
 @pytest.mark.parametrize(
     ("global_batch", "largest", "accumulate", "micro", "effective"),
-    [(1000, 384, 3, 334, 1002), (1024, 256, 4, 256, 1024), (64, 4096, 1, 64, 64), (7, 2, 4, 2, 8), (1, 1, 1, 1, 1)],
+    [
+        (1000, 384, 3, 334, 1002),
+        (1024, 256, 4, 256, 1024),
+        (64, 4096, 1, 64, 64),
+        (7, 2, 4, 2, 8),
+        (1, 1, 1, 1, 1),
+    ],
 )
 def test_accumulation_reaches_the_global_batch_with_the_fewest_micro_batches(
     global_batch: int, largest: int, accumulate: int, micro: int, effective: int
@@ -141,13 +140,16 @@ def test_plan_mode_turns_the_search_into_a_row() -> None:
     assert (row.status, row.max_batch, row.limit) == ("measured", 300, "memory")
     assert row.peak_bytes == 200 * MiB + 50_000 * 300
     assert row.step_time_s == pytest.approx(3.0) and row.samples_per_s == pytest.approx(100.0)
-    assert row.accumulation is not None and (row.accumulation.accumulate, row.accumulation.micro_batch) == (4, 250)
+    assert row.accumulation is not None and (row.accumulation.accumulate, row.accumulation.micro_batch) == (
+        4,
+        250,
+    )
     assert row.reason == "batch 301 over budget"
     assert len(lines) == len(row.probes) and lines[0].startswith("bf16-true batch 1: fits, peak 200.0 MiB")
     tiny, _ = linear_probe(MiB)
     nothing = plan_mode(PlanSettings(budget_bytes=MiB), "fp32", lambda r: tiny(r.batch))
     assert nothing.status == "nothing fits" and nothing.max_batch is None
-    assert nothing.reason is not None and nothing.reason.startswith("batch 1: over budget, peak")
+    assert nothing.reason is not None and nothing.reason == "batch 1: over the 1.0 MiB budget, peak 200.0 MiB"
 
 
 def _json_out(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, Any], str]:

@@ -118,7 +118,9 @@ def test_train_logs_live_with_the_engine_hooks(tmp_path, capsys, store):
     (run,) = runs_of("run16").values()
     assert run.info.run_name == "fp16-mixed" and run.info.status == "FINISHED"
     assert run.data.params["precision"] == "fp16-mixed"
-    assert float(run.data.params["lr"]) == series(acc, "train/lr")[0][1] > 0  # the task default, resolved
+    lr = float(run.data.params["lr"])  # the task's default, resolved (config lr is None)
+    assert metrics["config"]["lr"] is None and series(acc, "train/lr")[0][1] == pytest.approx(lr) and lr > 0
+    assert series(acc, "train/skipped_steps")[-1][1] == metrics["skipped_steps"]
     assert run.data.metrics["final/accuracy"] == metrics["final"]["accuracy"]
     assert run.data.metrics["train/loss"] == metrics["history"][-1]["loss"]
     client = mlflow.tracking.MlflowClient()
@@ -128,17 +130,23 @@ def test_train_logs_live_with_the_engine_hooks(tmp_path, capsys, store):
 def test_resume_continues_the_tensorboard_run_and_tags_the_mlflow_run(tmp_path, capsys, store):
     out = tmp_path / "resumed"
     base = ["train", "--size", "small", "--precision", "fp32", "--batch-size", "8", "--no-progress",
-            "--out", str(out), "--log", "tensorboard,mlflow", "--checkpoint-every", "2"]  # fmt: skip
+            "--out", str(out), "--log", "tensorboard,mlflow", "--checkpoint-every", "2", "--eval-every", "1"]  # fmt: skip
     assert main([*base, "--steps", "2"]) == 0
     assert main([*base, "--steps", "4", "--resume"]) == 0
     capsys.readouterr()
     metrics = json.loads((out / "metrics.json").read_text())
-    loss = series(events(out / "tensorboard"), "train/loss")
+    acc = events(out / "tensorboard")
+    loss = series(acc, "train/loss")
     assert [s for s, _ in loss] == [1, 2, 3, 4]  # no step twice
+    assert [s for s, _ in series(acc, "eval/loss")] == [1, 2, 3, 4]
     assert [v for _, v in loss] == pytest.approx([h["loss"] for h in metrics["history"]])
     store((out / "mlruns").resolve().as_uri())
     found = mlflow.search_runs(experiment_names=["resumed"], output_format="list")
     assert sorted(r.data.tags.get("ampkit.resumed_from", "-") for r in found) == ["-", "2"]
+    assert main([*base, "--steps", "2"]) == 0  # a new run in the folder replaces the TensorBoard run
+    capsys.readouterr()
+    assert [s for s, _ in series(events(out / "tensorboard"), "train/loss")] == [1, 2]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 def test_a_failing_tracker_warns_once_and_training_goes_on(tmp_path, caplog):
@@ -185,9 +193,8 @@ def test_compare_of_a_command_logs_what_the_script_printed(tmp_path, capsys, sto
     argv = ["compare", "--precisions", "fp32,bf16-mixed", "--warmup-steps", "0", "--out", str(out),
             "--log", "tensorboard,mlflow", "--parse", r"step (?P<step>\d+) loss (?P<loss>\S+) accuracy (?P<accuracy>\S+)",
             "--", sys.executable, str(script)]  # fmt: skip
-    code = main(argv)
+    assert main(argv) == 0
     capsys.readouterr()
-    assert code in (0, 1)  # 1: the script does not say which precision it ran (flagged), logged all the same
     acc = events(out / "tensorboard" / "fp32-seed0")
     assert series(acc, "script/loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(0.3333))]
     assert series(acc, "final/accuracy")[0][1] == pytest.approx(0.6)
@@ -196,3 +203,38 @@ def test_compare_of_a_command_logs_what_the_script_printed(tmp_path, capsys, sto
     assert set(runs) == {"fp32-seed0", "bf16-mixed-seed0"}
     assert runs["bf16-mixed-seed0"].data.params["precision"] == "bf16-mixed"
     assert runs["bf16-mixed-seed0"].data.metrics["final/accuracy"] == 0.6
+
+
+def test_trackers_written_from_a_finished_result(tmp_path, store):
+    """``train --nproc N --log``: the ranks ran elsewhere, so the trackers come from the result."""
+    from ampkit.engine import TrainConfig, train
+    from ampkit.integrations.trackers import log_train_result
+
+    out = tmp_path / "ddp"
+    config = TrainConfig(
+        task="digits", precision="fp32", size="small", steps=3, batch_size=8, out=out, progress=False
+    )
+    result = train(config)
+    lines = log_train_result(("tensorboard", "mlflow"), result, out)
+    assert lines[0] == f"tensorboard: {out / 'tensorboard'}" and lines[1].startswith("mlflow: file://")
+    acc = events(out / "tensorboard")
+    assert [v for _, v in series(acc, "train/loss")] == pytest.approx([r.loss for r in result.history])
+    assert "memory/rss_bytes" not in acc.Tags()["scalars"]  # not measured after the fact: not logged
+    store((out / "mlruns").resolve().as_uri())
+    (run,) = runs_of("ddp").values()
+    assert run.data.metrics["final/accuracy"] == result.final["accuracy"]
+    assert run.data.params["precision"] == "fp32"
+
+
+def test_a_failed_arm_is_a_failed_mlflow_run_with_its_reason(tmp_path, capsys, store):
+    out = tmp_path / "broken"
+    argv = ["compare", "--precisions", "fp32", "--out", str(out), "--log", "tensorboard,mlflow",
+            "--", sys.executable, "-c", "import sys; sys.exit(3)"]  # fmt: skip
+    assert main(argv) == 1
+    capsys.readouterr()
+    assert not (out / "tensorboard").exists()  # nothing was measured: no TensorBoard run
+    store((out / "mlruns").resolve().as_uri())
+    (run,) = runs_of("broken").values()
+    assert run.info.status == "FAILED" and run.info.run_name == "fp32-seed0"
+    assert "exited with code 3" in run.data.tags["ampkit.reason"]
+    assert run.data.params["precision"] == "fp32"

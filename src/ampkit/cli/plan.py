@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from .parser import add_flag
@@ -87,50 +86,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _mem_available() -> int | None:
-    """``MemAvailable`` from /proc/meminfo, in bytes (None where there is none)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _budget(args: argparse.Namespace, device: str) -> tuple[int | None, str]:
-    """The budget in bytes and where it came from."""
-    from ..errors import UsageError
-    from ..hardware.plan import VALID_SIZE, format_size, parse_size
-
-    given = parse_size(args.memory_budget) if args.memory_budget is not None else None
-    if device.startswith("cuda"):
-        import torch
-
-        from ..hardware.capabilities import device_capabilities
-
-        total = device_capabilities(torch.device(device)).total_memory_bytes
-        if given is not None and total and given > total:
-            raise UsageError(
-                f"--memory-budget {args.memory_budget}: more than {device}'s {format_size(total)}; "
-                f"valid: up to {format_size(total)}"
-            )
-        if given is not None:
-            return given, f"--memory-budget {args.memory_budget} (the allocator's cap)"
-        return None, f"{device}'s memory ({format_size(total)})"
-    if given is not None:
-        return given, f"--memory-budget {args.memory_budget}"
-    available = _mem_available()
-    if available is None:
-        raise UsageError(
-            f"--memory-budget: needed here (no /proc/meminfo to read the available memory); valid: {VALID_SIZE}"
-        )
-    return available, f"memory available now ({format_size(available)}, MemAvailable)"
-
-
 def _checks(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
     """Every value checked before the first probe: settings, the modes' rows, the budget's source."""
     from ..errors import UsageError
+    from ..hardware.budget import resolve_budget
     from ..hardware.capabilities import device_capabilities
     from ..hardware.plan import PlanSettings
     from ..precision import ModuleFilter, PrecisionError
@@ -159,7 +118,7 @@ def _checks(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
             raise UsageError(
                 f"--keep-fp32 {args.keep_fp32}: {err}; valid: type names or re:PATTERN"
             ) from None
-    budget, source = _budget(args, device)
+    budget, source = resolve_budget(args.memory_budget, device)
     import torch
 
     caps = device_capabilities(torch.device(device))
@@ -167,7 +126,9 @@ def _checks(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
     if not any(row.run for row in rows):
         skipped = "; ".join(f"{row.mode}: {row.reason}" for row in rows)
         here = ", ".join(row.mode for row in plan_arms(None, caps) if row.run)
-        raise UsageError(f"--precisions {args.precisions}: none runs on {device} ({skipped}); valid here: {here}")
+        raise UsageError(
+            f"--precisions {args.precisions}: none runs on {device} ({skipped}); valid here: {here}"
+        )
     check_task(args.task, args.size, build=True)
     settings = PlanSettings(
         task=args.task,
@@ -238,7 +199,7 @@ def render(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..hardware.plan import format_size
+    from ..hardware.budget import format_size
 
     budget = format_size(report["budget_bytes"]) if report["budget_bytes"] else "the device's memory"
     table = Table(
@@ -269,7 +230,7 @@ def _rate(value: float | None) -> str:
 
 
 def _cells(mode: dict[str, Any], unit: str, with_global: bool) -> list[str]:
-    from ..hardware.plan import format_size
+    from ..hardware.budget import format_size
 
     batch = mode["max_batch"]
     cells = [mode["precision"], str(batch) if batch else "-", format_size(mode["peak_bytes"])]

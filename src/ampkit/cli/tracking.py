@@ -43,7 +43,9 @@ def check_log_args(args: argparse.Namespace, out: Path) -> tuple[str, ...]:
         if "mlflow" not in names:
             raise UsageError(f"--mlflow-uri {uri}: needs --log mlflow; valid: --log mlflow --mlflow-uri URI")
         if not uri.strip():
-            raise UsageError("--mlflow-uri '': empty; valid: a folder, file:PATH, sqlite:///PATH or http://HOST")
+            raise UsageError(
+                "--mlflow-uri '': empty; valid: a folder, file:PATH, sqlite:///PATH or http://HOST"
+            )
         folder = local_store(uri)
         if folder is not None:
             check_out_dir(folder, "--mlflow-uri")

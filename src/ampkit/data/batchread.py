@@ -133,7 +133,11 @@ class BatchReader:
         """The batch of global sample ``indices``, in that order (damaged ones left out under ``skip``)."""
         items: list[Wanted] = []
         by_shard: dict[int, list[Wanted]] = {}
-        for pos, i in enumerate(np.asarray(indices, dtype=np.int64).reshape(-1).tolist()):
+        flat = (
+            indices if isinstance(indices, list) else np.asarray(indices, dtype=np.int64).reshape(-1).tolist()
+        )
+        for pos, index in enumerate(flat):
+            i = int(index)
             shard, entry = self.shards.locate(i)
             items.append(Wanted(pos, i, entry))
             by_shard.setdefault(shard, []).append(items[-1])

@@ -63,11 +63,14 @@ class ShardFiles:
             pass
 
 
+_PREADV = hasattr(os, "preadv")
+
+
 def pread_into(fd: int, buf: memoryview, offset: int) -> None:
     """Fill ``buf`` from byte ``offset`` of ``fd`` (no seek; ValueError when the file ends first)."""
     done = 0
     while done < len(buf):
-        if hasattr(os, "preadv"):
+        if _PREADV:
             got = os.preadv(fd, [buf[done:]], offset + done)
         else:  # pragma: no cover (platforms without preadv)
             data = os.pread(fd, len(buf) - done, offset + done)

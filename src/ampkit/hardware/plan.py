@@ -14,59 +14,17 @@ give it a fake one); :func:`plan_mode` runs it with real probes.
 
 from __future__ import annotations
 
-import math
-import re
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import UsageError
+from .budget import format_size
 from .probe import ProbeRequest, ProbeResult
 
 SCHEMA = "ampkit.plan/1"
-#: ``--memory-budget`` units. One letter (and ``Ki``/``Mi``/``Gi``/``Ti``) is binary, as Docker's
-#: ``2g``; ``KB``/``MB``/``GB``/``TB`` are decimal, as disk makers'.
-UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    **{f"{p}{s}": 1024**i for i, p in enumerate("kmgt", 1) for s in ("", "i", "ib")},
-    **{f"{p}b": 1000**i for i, p in enumerate("kmgt", 1)},
-}
-#: Budgets below this cannot hold any training process (Python with torch alone is ~150 MiB).
-MIN_BUDGET = 64 * 1024**2
-_SIZE = re.compile(r"\s*((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
-VALID_SIZE = "a size such as 2GiB, 512MiB, 1.5GB or 2g (a plain number is bytes)"
 #: A probe's status -> what it says stopped the search (any other failure to fit: memory).
 LIMITS = {"over": "memory", "oom": "memory", "killed": "memory", "timeout": "timeout"}
-
-
-def parse_size(text: str, flag: str = "--memory-budget") -> int:
-    """``"2GiB"`` -> 2147483648; :class:`UsageError` naming ``flag`` for anything else."""
-    match = _SIZE.fullmatch(str(text))
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in UNITS:
-        raise UsageError(f"{flag} {text!r}: not a size; valid: {VALID_SIZE}")
-    value = float(match.group(1)) * UNITS[unit]
-    if not math.isfinite(value):
-        raise UsageError(f"{flag} {text!r}: not a size; valid: {VALID_SIZE}")
-    if value < MIN_BUDGET:
-        raise UsageError(
-            f"{flag} {text}: below {format_size(MIN_BUDGET)}, which no training process fits in "
-            f"(Python with torch alone takes ~150 MiB); valid: {VALID_SIZE}"
-        )
-    return int(value)
-
-
-def format_size(n: float | None) -> str:
-    """Bytes as ``812.4 MiB`` / ``1.50 GiB``; ``-`` for None."""
-    if n is None:
-        return "-"
-    if n >= 1024**3:
-        return f"{n / 1024**3:.2f} GiB"
-    if n >= 1024**2:
-        return f"{n / 1024**2:.1f} MiB"
-    return f"{n / 1024:.0f} KiB"
 
 
 @dataclass
@@ -179,7 +137,8 @@ class ModePlan:
 def _rate(result: ProbeResult) -> str:
     if not result.step_times_s:
         return ""
-    return f", {result.batch / statistics.median(result.step_times_s):.4g} samples/s"
+    rate = result.batch / statistics.median(result.step_times_s)
+    return f", {rate:,.0f} samples/s" if rate >= 100 else f", {rate:.3g} samples/s"
 
 
 def verdict(result: ProbeResult, budget: int | None) -> str:
@@ -188,7 +147,8 @@ def verdict(result: ProbeResult, budget: int | None) -> str:
     of = f" of {format_size(budget)}" if budget else ""
     return {
         "ok": f"fits, peak {peak}{of}" + _rate(result),
-        "over": f"over budget (stopped past {format_size(budget)})" if budget else f"over budget, peak {peak}",
+        "over": f"over the {format_size(budget)} budget"
+        + (f" ({result.reason})" if result.reason else f", peak {peak}"),
         "oom": f"out of memory ({result.reason})",
         "short": result.reason or "the task gives smaller batches",
         "timeout": f"timed out ({result.reason})",

@@ -127,7 +127,8 @@ def _watch(budget: int, fd: int, batch: int) -> None:
         statm.seek(0)
         rss = int(statm.read().split()[1]) * page
         if rss > budget:
-            report(fd, ProbeResult(batch, "over", peak_bytes=peak_rss() or rss))
+            stopped = "stopped as its resident memory passed it"
+            report(fd, ProbeResult(batch, "over", peak_bytes=peak_rss() or rss, reason=stopped))
             os._exit(OVER_BUDGET_EXIT)
         time.sleep(WATCH_PERIOD_S)
 
@@ -174,12 +175,13 @@ def measure(request: ProbeRequest, fd: int | None = None) -> ProbeResult:
         threading.Thread(target=_watch, args=(request.budget_bytes, fd, request.batch), daemon=True).start()
     try:
         if cuda:
-            device = torch.device(request.device)
-            torch.cuda.set_device(device)
+            index = torch.device(request.device).index
+            index = torch.cuda.current_device() if index is None else index
+            torch.cuda.set_device(index)
             if request.budget_bytes is not None:
-                total = torch.cuda.get_device_properties(device).total_memory
-                torch.cuda.set_per_process_memory_fraction(min(1.0, request.budget_bytes / total), device)
-            torch.cuda.reset_peak_memory_stats(device)
+                total = torch.cuda.get_device_properties(index).total_memory
+                torch.cuda.set_per_process_memory_fraction(min(1.0, request.budget_bytes / total), index)
+            torch.cuda.reset_peak_memory_stats(index)
         config = TrainConfig(
             task=request.task,
             precision=request.precision,
@@ -211,10 +213,10 @@ def measure(request: ProbeRequest, fd: int | None = None) -> ProbeResult:
     except Exception as err:
         result.status = "oom" if _is_oom(err) else "error"
         result.reason = describe_exception(err)
-        if cuda:
+        if cuda and torch.cuda.is_initialized():
             torch.cuda.empty_cache()
-    if cuda:
-        result.peak_bytes = int(torch.cuda.max_memory_reserved())
+    if cuda and torch.cuda.is_initialized():
+        result.peak_bytes = int(torch.cuda.max_memory_reserved())  # the current device: set above
         result.peak_allocated_bytes = int(torch.cuda.max_memory_allocated())
     else:
         result.peak_bytes = peak_rss()

@@ -126,7 +126,8 @@ class ProbeServer:
         """The server (or a ``--once`` interpreter), its answer lines read by a thread into a queue."""
         # the planner's import path (a user's task module it found) is the probes' too
         path = [entry or os.getcwd() for entry in sys.path]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+        # torch.cuda.is_available() by NVML: a CUDA driver initialised in the server breaks its forks
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "ampkit.hardware.probe_server", *extra],
             stdin=subprocess.PIPE,

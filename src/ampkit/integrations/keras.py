@@ -52,6 +52,8 @@ except ModuleNotFoundError as err:
         "backend, no TensorFlow)"
     ) from None
 
+from .keras_model import NORM_LAYERS, keep_norms_float32, model_dtypes, optimizer_scale
+
 log = logging.getLogger("ampkit")
 
 #: ampkit mode -> the Keras dtype policy that runs it.
@@ -66,17 +68,6 @@ POLICIES: dict[str, str] = {
 }
 #: Loss-scale growth interval: torch's GradScaler default, which ampkit uses (Keras's default too).
 GROWTH_STEPS = 2000
-#: Keras normalisation layers ampkit keeps in float32 (those this Keras has).
-NORM_LAYER_NAMES = (
-    "BatchNormalization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "UnitNormalization",
-    "RMSNormalization",
-)
-NORM_LAYERS: tuple[type, ...] = tuple(
-    getattr(keras.layers, n) for n in NORM_LAYER_NAMES if hasattr(keras.layers, n)
-)
 
 
 def keras_policy(mode: str) -> str:
@@ -101,32 +92,6 @@ def _torch_device() -> str:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _is_norm(layer: Any) -> bool:
-    """A normalisation layer ampkit keeps in float32."""
-    return isinstance(layer, NORM_LAYERS)
-
-
-def _joined(names: set[str]) -> str:
-    return "+".join(sorted(names)) if names else "-"
-
-
-def _layers(model: Any) -> list[Any]:
-    """Every layer inside ``model`` (nested models included), ``model`` itself excluded."""
-    flatten = getattr(model, "_flatten_layers", None)
-    if flatten is not None:
-        return [layer for layer in flatten(include_self=False, recursive=True)]
-    return list(getattr(model, "layers", []))
-
-
-def _clonable(model: Any) -> bool:
-    """A Sequential or functional model (``keras.Model(inputs, outputs)``): ``clone_model`` rebuilds it."""
-    try:
-        from keras.src.models.functional import Functional
-    except ImportError:  # pragma: no cover - a Keras that moved it
-        return isinstance(model, keras.Sequential)
-    return isinstance(model, keras.Sequential | Functional)
 
 
 class KerasPrecision:
@@ -252,34 +217,7 @@ class KerasPrecision:
         """
         if self.norm_dtype is None:
             return model
-        norms = [layer for layer in [model, *_layers(model)] if _is_norm(layer)]
-        built = [n for n in norms if n.built and any(w.dtype != "float32" for w in n.weights)]
-        for layer in norms:
-            if layer not in built:
-                layer.dtype_policy = "float32"
-        if not built:
-            return model
-        if not _clonable(model):
-            names = ", ".join(layer.name for layer in built)
-            raise PrecisionError(
-                f"{type(model).__name__}: built normalisation layers ({names}) hold "
-                f"{built[0].weights[0].dtype} variables and a subclassed model cannot be cloned; "
-                "valid: build them with dtype=kp.norm_dtype, or call keep_norms_float32 before the "
-                "model is built"
-            )
-        return self._clone_with_float32_norms(model)
-
-    @staticmethod
-    def _clone_with_float32_norms(model: Any) -> Any:
-        def clone(layer: Any) -> Any:
-            config = layer.get_config()
-            if _is_norm(layer):
-                config["dtype"] = "float32"
-            return layer.__class__.from_config(config)
-
-        copy = keras.models.clone_model(model, clone_function=clone)
-        copy.set_weights(model.get_weights())  # float32 norm variables take their values cast
-        return copy
+        return keep_norms_float32(model)
 
     # -- proof ---------------------------------------------------------------------------------
     def describe(self, model: Any = None) -> str:
@@ -291,25 +229,13 @@ class KerasPrecision:
         norms = self.norm_dtype or compute
         scale = f"on(init={INITIAL_LOSS_SCALE:g})" if self.loss_scale else "off"
         if model is not None:
-            layers = [layer for layer in _layers(model) if not isinstance(layer, keras.layers.InputLayer)]
-            compute = _joined({layer.compute_dtype for layer in layers if layer.weights} or {compute})
-            variables = _joined({str(w.dtype) for w in model.weights})
-            norms = _joined({layer.compute_dtype for layer in layers if _is_norm(layer)})
-            scale = self._optimizer_scale(getattr(model, "optimizer", None), scale)
+            compute, variables, norms = model_dtypes(model, compute)
+            scale = optimizer_scale(getattr(model, "optimizer", None), scale)
         return (
             f"ampkit: precision={self.name} keras_policy={self.policy} compute={compute} "
             f"variables={variables} norms={norms} loss_scale={scale} "
             f"tf32={'on' if self.spec.tf32 else 'off'} backend=torch device={self.device}"
         )
-
-    @staticmethod
-    def _optimizer_scale(optimizer: Any, planned: str) -> str:
-        """What the compiled optimizer really does; the planned scaling before ``compile``."""
-        if optimizer is None:
-            return planned
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            return f"on(init={float(optimizer.initial_scale):g})"
-        return "off"
 
 
 def precision(mode: str | None = None, *, environ: Mapping[str, str] | None = None) -> KerasPrecision:

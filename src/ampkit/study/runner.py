@@ -181,7 +181,10 @@ def run_experiment(
             record["seed"], record["mode"], record["order"] = seed, plan.mode, index
             records[plan.mode].append(record)
             if on_arm is not None:
-                on_arm(record)
+                try:
+                    on_arm(record)
+                except KeyboardInterrupt:  # while the trackers wrote: the study keeps what it measured
+                    interrupted = True
             order.append({"index": index, "mode": plan.mode, "seed": seed, "pid": record.get("pid"),
                           "rank_pids": record.get("rank_pids")})  # fmt: skip
             if interrupted:

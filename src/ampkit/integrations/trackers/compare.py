@@ -72,7 +72,9 @@ class StudyTrackers:
             log_dir = self.out / "tensorboard" / label
             self._guard(
                 "tensorboard",
-                lambda: write_tensorboard(log_dir, scalars, params, describe=record.get("describe"), notes=notes),
+                lambda: write_tensorboard(
+                    log_dir, scalars, params, describe=record.get("describe"), notes=notes
+                ),
             )
         if "mlflow" in self.names and self.uri is not None:
             uri = self.uri
@@ -108,7 +110,9 @@ class StudyTrackers:
             self._guard("mlflow", attach)
         lines = []
         if "tensorboard" in self.names and self.labels:
-            lines.append(f"tensorboard: {self.out / 'tensorboard'}/ (tensorboard --logdir {self.out / 'tensorboard'})")
+            lines.append(
+                f"tensorboard: {self.out / 'tensorboard'}/ (tensorboard --logdir {self.out / 'tensorboard'})"
+            )
         if "mlflow" in self.names and self.runs:
             lines.append(f"mlflow: {len(self.runs)} run(s) in experiment {self.experiment!r} at {self.uri}")
         return lines

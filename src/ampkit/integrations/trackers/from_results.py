@@ -7,6 +7,7 @@ The tags are those of the live hooks (:mod:`.base`); the values are the recorded
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from ...engine import RunResult
 from .base import eval_scalars, figure_scalars, finite, step_scalars
+
+log = logging.getLogger("ampkit")
 
 Scalars = dict[int, dict[str, float]]
 
@@ -64,7 +67,12 @@ def result_scalars(result: RunResult) -> Scalars:
         skipped += not r.applied
         out[r.step].update(
             step_scalars(
-                r.loss, r.time_s, loss_scale=r.loss_scale, grad_norm=r.grad_norm, skipped=skipped, items=r.items
+                r.loss,
+                r.time_s,
+                loss_scale=r.loss_scale,
+                grad_norm=r.grad_norm,
+                skipped=skipped,
+                items=r.items,
             )
         )
     for ev in result.evals:
@@ -129,20 +137,30 @@ def log_train_result(
     names: tuple[str, ...], result: RunResult, out: Path, *, mlflow_uri: str | None = None
 ) -> list[str]:
     """``ampkit train --nproc N --log ...``: the trackers of a finished multi-process run, from its
-    result (the ranks ran in other processes); returns what was written, one line each."""
+    result (the ranks ran in other processes); returns what was written, one line each. A tracker
+    that fails warns (one line) and the others are still written."""
     from .mlflow import resolve_uri
 
     params = {**result.config, "precision": result.precision}
     scalars = result_scalars(result)
-    lines = []
-    if "tensorboard" in names:
+    lines: list[str] = []
+
+    def tensorboard() -> None:
         write_tensorboard(out / "tensorboard", scalars, params, describe=result.describe)
         lines.append(f"tensorboard: {out / 'tensorboard'}")
-    if "mlflow" in names:
+
+    def mlflow() -> None:
         uri = resolve_uri(mlflow_uri, out)
         tags = {"ampkit.task": result.task, "ampkit.describe": result.describe}
         run = write_mlflow(uri, out.resolve().name, result.precision, scalars, params, tags=tags)
         if (out / "metrics.json").is_file():
             run.artifact(out / "metrics.json")
         lines.append(f"mlflow: {uri} experiment {run.experiment!r} run {run.run_id}")
+
+    for name, write in (("tensorboard", tensorboard), ("mlflow", mlflow)):
+        if name in names:
+            try:
+                write()
+            except Exception as err:
+                log.warning("ampkit: warning: %s: not written: %s: %s", name, type(err).__name__, err)
     return lines

@@ -9,6 +9,7 @@ it never stops the training it watches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -73,6 +74,7 @@ class TrackerHook:
         self.params: dict[str, Any] = {}
         """The run's config with its precision and learning rate (set when training starts)."""
         self._last_step = 0
+        self._first_step = 1
 
     # -- what a writer implements --------------------------------------------------------------------
     def _open(self, run: RunSetup, first_step: int) -> None:
@@ -96,33 +98,37 @@ class TrackerHook:
         self.params = {**config, "precision": run.precision.name}
         if config.get("lr") is None:  # the task's default: the rate really used
             self.params["lr"] = self._lr
-        self._guard(lambda: self._open(run, run.optimizer.steps + 1))
-        self.active = not self.closed
-        if self.active:
-            self.sampler.start(run.precision.device)
+        self._first_step = run.optimizer.steps + 1  # after a resume: the step it resumes at
+        self.active, self.closed = True, False  # a writer that fails to open is closed (MLflow: FAILED)
+        self._guard(lambda: self._open(run, self._first_step))
+        self._guard(lambda: self.sampler.start(run.precision.device))
 
     def on_step_end(self, record: StepRecord, run: RunSetup) -> None:
         """Loss, step time, lr, loss scale, grad norm, skipped steps so far, memory and energy."""
         if not self.active:
             return
-        scalars = step_scalars(
-            record.loss,
-            record.time_s,
-            lr=self._lr,  # the rate this step used (a scheduler moves it after the step)
-            loss_scale=record.loss_scale,
-            grad_norm=record.grad_norm,
-            skipped=run.optimizer.skipped_steps,
-            items=record.items,
-        )
-        scalars.update(self.sampler.sample())
-        self._lr = _lr(run)
-        self._last_step = record.step
-        self._guard(lambda: self._write(scalars, record.step))
+        lr, self._lr, self._last_step = self._lr, _lr(run), record.step
+
+        def write() -> None:
+            scalars = step_scalars(
+                record.loss,
+                record.time_s,
+                lr=lr,  # the rate this step used (a scheduler moves it after the step)
+                loss_scale=record.loss_scale,
+                grad_norm=record.grad_norm,
+                skipped=run.optimizer.skipped_steps,
+                items=record.items,
+            )
+            self._write({**scalars, **self.sampler.sample()}, record.step)
+
+        self._guard(write)
 
     def on_train_end(self, result: RunResult) -> None:
         """Evaluations at their steps, the final evaluation and summary at the last step; then close."""
         if self.active:
-            for ev in result.evals:
+            for ev in (
+                e for e in result.evals if e.step >= self._first_step
+            ):  # not a resumed run's earlier ones
                 self._guard(lambda ev=ev: self._write(eval_scalars(ev.metrics, "eval"), ev.step))
             last = result.history[-1].step if result.history else self._last_step
             summary = {
@@ -152,7 +158,10 @@ class TrackerHook:
             action()
         except Exception as err:
             log.warning("ampkit: warning: %s: stopped logging: %s: %s", self.name, type(err).__name__, err)
-            self.active, self.closed = False, True
+            was_active, self.active, self.closed = self.active, False, True
+            if was_active:
+                with contextlib.suppress(Exception):  # release what the writer holds (files, threads)
+                    self._close(True)
 
 
 def _lr(run: RunSetup) -> float | None:
