@@ -9,6 +9,9 @@ so they are fast and hold on any machine; bf16-true must fit a larger batch than
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -211,3 +214,38 @@ def test_real_probes_report_a_short_task_a_timeout_and_a_failing_task(
     (row,) = report["modes"]
     assert row["status"] == "failed" and "BatchError: shard for micro-batch 0 is unreadable" in row["reason"]
     assert "failing_task: reading micro-batch 0" in err  # the task's print went to stderr, not the JSON
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for a reaper that is not ours to be."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "setitimer") or not os.path.isdir("/proc"), reason="Linux only")
+def test_an_interrupted_plan_leaves_no_probe_process_behind() -> None:
+    seen: dict[str, int | None] = {}
+
+    def interrupt(signum: int, frame: object) -> None:
+        assert server._server is not None
+        seen["server"], seen["child"] = server._server.pid, server._child
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt), ProbeServer() as server:
+            signal.setitimer(signal.ITIMER_REAL, 1.5)  # while the probe waits for a batch that never comes
+            server.probe(ProbeRequest("failing_task:make_task_stuck", "fp32", 8, size="small"), 60)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    server_pid, child = seen["server"], seen["child"]
+    assert server_pid is not None and child is not None  # the probe was running when Ctrl-C came
+    deadline = time.monotonic() + 10
+    while not (_gone(server_pid) and _gone(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(server_pid) and _gone(child)

@@ -244,5 +244,5 @@ def _cells(mode: dict[str, Any], unit: str, with_global: bool) -> list[str]:
             text += f" = {acc['effective']}"
         cells.append(text)
     note = mode["reason"] if mode["status"] == "measured" else f"{mode['status']}: {mode['reason']}"
-    cells.append("; ".join([note or "-", *mode["warnings"]]))
+    cells.append((note or "-") + ("; warned (see above / --json)" if mode["warnings"] else ""))
     return cells

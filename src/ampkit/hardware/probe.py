@@ -109,11 +109,18 @@ def current_rss() -> int | None:
     return _status_bytes("VmRSS")
 
 
-def report(fd: int, result: ProbeResult) -> None:
-    """Write ``result`` as one JSON document to ``fd`` (the probe's result pipe)."""
+_REPORTED = threading.Lock()
+
+
+def report(fd: int, result: ProbeResult) -> bool:
+    """Write ``result`` as one JSON document to ``fd`` (the probe's result pipe), once per process:
+    the watchdog and the end of :func:`measure` may race; the first one reports, the other is told."""
+    if not _REPORTED.acquire(blocking=False):
+        return False
     data = json.dumps(result.to_dict()).encode()
     while data:
         data = data[os.write(fd, data) :]
+    return True
 
 
 def _watch(budget: int, fd: int, batch: int) -> None:
@@ -128,8 +135,9 @@ def _watch(budget: int, fd: int, batch: int) -> None:
         rss = int(statm.read().split()[1]) * page
         if rss > budget:
             stopped = "stopped as its resident memory passed it"
-            report(fd, ProbeResult(batch, "over", peak_bytes=peak_rss() or rss, reason=stopped))
-            os._exit(OVER_BUDGET_EXIT)
+            if report(fd, ProbeResult(batch, "over", peak_bytes=peak_rss() or rss, reason=stopped)):
+                os._exit(OVER_BUDGET_EXIT)
+            return  # measure() reported first: its own peak check decides
         time.sleep(WATCH_PERIOD_S)
 
 

@@ -40,6 +40,18 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this probe when the server goes (the planner killed, or it crashed)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(request: ProbeRequest, fd: int) -> None:
     """In the forked child: stdout onto stderr (the protocol is the server's stdout, and a task's
     prints must not reach ``--json`` either), warnings off (the planner prints a mode's fit
@@ -48,6 +60,7 @@ def _child(request: ProbeRequest, fd: int) -> None:
 
     from .probe import measure, report
 
+    _die_with_parent()
     os.dup2(2, 1)
     warnings.simplefilter("ignore")
     os.environ.pop("AMPKIT_LOG_FILE", None)
@@ -186,8 +199,8 @@ class ProbeServer:
                 result = ProbeResult(request.batch, "timeout", reason=f"no result within {timeout_s:g} s")
             else:
                 result = _result(request.batch, answer)
+            self._child = None  # reaped by the server; on an exception __exit__ kills it
         finally:
-            self._child = None
             if self._server is None:
                 server.kill()
                 server.wait()
