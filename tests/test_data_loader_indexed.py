@@ -120,9 +120,12 @@ def test_flipped_byte_raise_names_shard_and_key(shards: Path, tmp_path: Path) ->
 def test_flipped_byte_raise_through_dataloader_workers(shards: Path, tmp_path: Path) -> None:
     damaged = _copy(shards, tmp_path)
     shard = flip_byte(damaged, "000000003")
+    batches = iter(IndexedShards(damaged).loader(4, shuffle="none", num_workers=2))
     with pytest.raises(ShardError, match=rf"{shard}, sample 000000003") as err:
-        collect(IndexedShards(damaged).loader(4, shuffle="none", num_workers=2))
+        collect(batches)
     assert (err.value.shard, err.value.key) == (shard, "000000003")  # read back from the worker's message
+    # stop the workers now: torch stalls ~5 s per worker when the cyclic GC shuts an abandoned iterator down
+    batches._shutdown_workers()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("verify", ["shard", "sample"])

@@ -123,7 +123,9 @@ def test_damaged_tar_header_recovers_the_cut_off_samples(shards: Path, tmp_path:
 
 
 @pytest.mark.parametrize("output_dtype", ["float32", "float16"])
-def test_worker_memory_is_reused_only_after_the_caller_dropped_every_view(shards: Path, output_dtype: str) -> None:
+def test_worker_memory_is_reused_only_after_the_caller_dropped_every_view(
+    shards: Path, output_dtype: str
+) -> None:
     # workers write batches into shared memory they reuse once the main process has released it
     import os
 

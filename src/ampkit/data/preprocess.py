@@ -1,9 +1,11 @@
 """The float32 preprocessing chain that follows decoding: rescale, clip, normalise, resize.
 
 Every step runs in float32 (the guide's rule: store in 2 bytes, compute in 4), on whatever
-device the batch is on. With ``on="cpu"`` the loader workers run it; with ``on="device"`` the
-loader hands over the stored 2-byte batch, which crosses the host-to-device bus at half the
-bytes of float32, and :func:`finish_batch` decodes and preprocesses it on the training device.
+device the batch is on. With a float32 loader output the loaders run steps 1-4 per sample as
+they widen it (:func:`scale_`) and steps 5-6 on the batch (:func:`reshape`); with a 2-byte output
+(``output_dtype`` float16/bfloat16, or ``on="device"``) the loader hands over the stored values,
+which cross the host-to-device bus at half the bytes of float32, and :func:`finish_batch` widens
+and preprocesses them on the training device.
 """
 
 from __future__ import annotations
@@ -162,9 +164,12 @@ def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
 
 
 def finish_batch(batch: dict[str, Any], device: torch.device | str, cfg: PreprocessConfig) -> dict[str, Any]:
-    """Move a loader batch to ``device``; for a 2-byte (``on="device"``) batch, decode and preprocess there.
+    """Move a loader batch to ``device``; a 2-byte batch (``raw``) is widened and preprocessed there.
 
-    Batches already preprocessed on the CPU are only moved. Returns a new dict with ``x``
+    A loader hands over ``raw`` with ``output_dtype`` float16/bfloat16/stored (or
+    ``PreprocessConfig(on="device")``): only 2 bytes per value cross the host-to-device bus, then
+    the whole chain runs in float32 on ``device`` (on the CPU, into reused memory). Batches
+    already preprocessed on the CPU are only moved. Returns a new dict with ``x``
     (float32) on ``device``; other tensors are moved too, lists are kept.
     """
     device = torch.device(device)
