@@ -133,11 +133,22 @@ def compare_summary(out: Path, output: str) -> list[str]:
     return lines
 
 
+def json_in(output: str, opener: str) -> Any:
+    """The first JSON value that starts a line of ``output`` with ``opener`` (log lines around it
+    are skipped: the part's stderr is merged into its stdout); None when there is none."""
+    decoder = json.JSONDecoder()
+    for line_start in [0, *(i + 1 for i, ch in enumerate(output) if ch == "\n")]:
+        if output.startswith(opener, line_start):
+            try:
+                return decoder.raw_decode(output, line_start)[0]
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
 def verify_summary(out: Path, output: str) -> list[str]:
-    start = output.find("[")
-    try:
-        reports = json.loads(output[start:]) if start >= 0 else []
-    except json.JSONDecodeError:
+    reports = json_in(output, "[")
+    if not isinstance(reports, list):
         return ["verify printed no JSON report"]
     lines = ["| mode | result | checks |", "| --- | --- | --- |"]
     for rep in reports:
@@ -157,10 +168,8 @@ def text_summary(keep: Callable[[str], bool] | None = None) -> Callable[[Path, s
 
 
 def data_summary(out: Path, output: str) -> list[str]:
-    start = output.rfind("\n{")
-    try:
-        result = json.loads(output[start + 1 :] if start >= 0 else output)
-    except json.JSONDecodeError:
+    result = json_in(output, "{")
+    if not isinstance(result, dict):
         return ["the data part printed no JSON result"]
     if result.get("status") != "ok":
         return [f"{result.get('status')}: {result.get('reason')}"]
@@ -257,15 +266,19 @@ def run_part(part: Part, out: Path, limit_s: float) -> Outcome:
     return Outcome(part.name, status, time.monotonic() - began, reason, lines, captured[-15:])
 
 
-def data_part(out: Path) -> dict[str, Any]:
-    """float16 shards into the GPU: 2-byte batches widened there vs float32 batches from the workers."""
+def data_part(
+    out: Path, device: str = "cuda", volumes: int = 64, side: int = 64, workers: int = 4
+) -> dict[str, Any]:
+    """float16 shards into the GPU: 2-byte batches widened there vs float32 batches from the workers.
+    (``device="cpu"`` and small sizes: the tests' dry run of the same code.)"""
     from ampkit.data.loader_indexed import IndexedShards
     from ampkit.data.preprocess import PreprocessConfig, finish_batch
     from ampkit.tasks.ct import make_phantom_shards
 
     if "output_dtype" not in inspect.signature(IndexedShards).parameters:
         return {"status": "not available", "reason": "this ampkit's loaders have no output_dtype"}
-    volumes, side, batch = 64, 64, 8
+    batch = 8
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     shards = make_phantom_shards(out / "shards", volumes, side, per_shard=16)
     chain = {"clip": (-200.0, 600.0), "normalize": "range", "add_channel": True}
     setups = {
@@ -275,17 +288,17 @@ def data_part(out: Path) -> dict[str, Any]:
     times: dict[str, list[float]] = {name: [] for name in setups}
     loaders = {
         name: (IndexedShards(shards, preprocess=cfg, output_dtype=dtype).loader(
-            batch, num_workers=4, pin_memory=True, persistent_workers=True), cfg)
+            batch, num_workers=workers, pin_memory=device.startswith("cuda"), persistent_workers=workers > 0), cfg)
         for name, (cfg, dtype, _) in setups.items()
     }  # fmt: skip
     for round_ in range(3):  # round 0 warms workers and the page cache; rounds interleave the two
         for name, (loader, cfg) in loaders.items():
-            torch.cuda.synchronize()
+            sync()
             began = time.perf_counter()
             for item in loader:
-                x = finish_batch(item, "cuda", cfg)["x"]
-                assert x.dtype == torch.float32 and x.is_cuda
-            torch.cuda.synchronize()
+                x = finish_batch(item, device, cfg)["x"]
+                assert x.dtype == torch.float32 and x.device.type == torch.device(device).type
+            sync()
             if round_:
                 times[name].append(time.perf_counter() - began)
     rows = []
@@ -293,7 +306,7 @@ def data_part(out: Path) -> dict[str, Any]:
         best = min(times[name])
         rows.append({"name": name, "bytes_per_voxel": nbytes, "volumes_per_s": volumes / best,
                      "gb_per_s": volumes * side**3 * 4 / best / 1e9})  # fmt: skip
-    setup = (f"{volumes} phantoms of {side}³ stored as float16, batches of {batch}, 4 workers, pinned memory; "
+    setup = (f"{volumes} phantoms of {side}³ stored as float16, batches of {batch}, {workers} workers, pinned memory; "
              "clip + range normalisation; fastest of 2 interleaved rounds after a warm-up round")  # fmt: skip
     return {"status": "ok", "setup": setup, "rows": rows}
 

@@ -93,7 +93,23 @@ def test_compare_verify_and_data_summaries(bench: ModuleType, tmp_path: Path) ->
     assert "| fp8-mixed | failed: RuntimeError: x |" in table
     assert lines[-1] == "P3: bf16-mixed is 5.00x real fp32 (TF32 off) per step."
     assert bench.compare_summary(tmp_path / "missing", "") == ["no results.json was written"]
-    verify_out = 'ampkit: loading\n[{"mode": "fp32", "status": "pass", "checks": [{"name": "loss", "detail": "1 -> 0.5"}], "notes": []}]'
+    verify_out = (
+        "ampkit: warning: fp16 [emulated]\n"
+        '[{"mode": "fp32", "status": "pass", "checks": [{"name": "loss", "detail": "1 -> 0.5"}], "notes": []}]\n'
+        "ampkit: a log line after it"
+    )
     assert bench.verify_summary(tmp_path, verify_out)[-1] == "| fp32 | pass | loss: 1 -> 0.5 |"
     missing = json.dumps({"status": "not available", "reason": "no output_dtype"})
     assert bench.data_summary(tmp_path, "log line\n" + missing) == ["not available: no output_dtype"]
+
+
+def test_the_data_part_dry_run_on_the_cpu(bench: ModuleType, tmp_path: Path) -> None:
+    """The loader part's own code (shards, both loaders, finish_batch), on the CPU and small."""
+    result = bench.data_part(tmp_path, device="cpu", volumes=4, side=8, workers=0)
+    assert result["status"] == "ok", result
+    rows = {r["name"]: r for r in result["rows"]}
+    assert rows["float16, widened on the GPU"]["bytes_per_voxel"] == 2
+    assert rows["float32, widened in the workers"]["bytes_per_voxel"] == 4
+    assert all(r["volumes_per_s"] > 0 and r["gb_per_s"] > 0 for r in rows.values())
+    lines = bench.data_summary(tmp_path, "log\n" + json.dumps(result))
+    assert lines[0] == result["setup"] and len(lines) == 6
