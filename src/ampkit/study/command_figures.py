@@ -127,7 +127,9 @@ def step_figures(
             "ampkit.log carries the script's own clock"
         )
         mean = seconds / len(per_step) if seconds > 0 else None
-        median = figure(mean, "s", f"mean over the timed window (not a median: {burst}) of {how}", flags=[burst])
+        median = figure(
+            mean, "s", f"mean over the timed window (not a median: {burst}) of {how}", flags=[burst]
+        )
         p90 = unavailable("s", burst)
     else:
         median = figure(statistics.median(per_step), "s", f"median of {how}")
