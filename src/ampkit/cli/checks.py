@@ -233,3 +233,15 @@ def check_int_range(value: Any, flag: str, low: int, high: int) -> None:
         return
     if not isinstance(value, int) or not low <= value <= high:
         raise UsageError(f"{flag} {value}: must be a whole number in {low}..{high}")
+
+
+def check_keep_fp32(spec: str | None, flag: str = "--keep-fp32") -> None:
+    """``spec`` is ``None`` or a valid keep-fp32 selection (type names, ``re:PATTERN``)."""
+    if spec is None:
+        return
+    from ..precision import ModuleFilter, PrecisionError
+
+    try:
+        ModuleFilter.parse(spec)
+    except PrecisionError as err:
+        raise UsageError(f"{flag} {spec}: {err}; valid: type names or re:PATTERN") from None

@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def _check_flags(args: argparse.Namespace) -> None:
     """Numbers given on the command line, each against its flag's rule (one line naming the flag)."""
-    from .checks import check_finite, check_positive
+    from .checks import check_finite, check_keep_fp32, check_positive
 
     for name, allow_zero in (("steps", False), ("gpus", False), ("batch_size", False), ("threads", False),
                              ("warmup_steps", True), ("eval_every", True)):  # fmt: skip
@@ -51,16 +51,7 @@ def _check_flags(args: argparse.Namespace) -> None:
             getattr(args, name), f"--{name.replace('_', '-')}", allow_zero=allow_zero, integer=True
         )
     check_positive(args.lr, "--lr")
-    if args.keep_fp32 is not None:
-        from ..errors import UsageError
-        from ..precision import ModuleFilter, PrecisionError
-
-        try:
-            ModuleFilter.parse(args.keep_fp32)
-        except PrecisionError as err:
-            raise UsageError(
-                f"--keep-fp32 {args.keep_fp32}: {err}; valid: type names or re:PATTERN"
-            ) from None
+    check_keep_fp32(args.keep_fp32)
     if args.target_metric is not None:
         check_finite(args.target_metric, "--target-metric")
 

@@ -92,10 +92,9 @@ def _checks(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
     from ..hardware.budget import resolve_budget
     from ..hardware.capabilities import device_capabilities
     from ..hardware.plan import PlanSettings
-    from ..precision import ModuleFilter, PrecisionError
     from ..study.arms import plan_arms
     from ..study.config import parse_precisions
-    from .checks import check_device, check_positive, check_task
+    from .checks import check_device, check_keep_fp32, check_positive, check_task
 
     for name in ("global_batch", "max_batch", "multiple_of", "steps", "threads"):
         check_positive(getattr(args, name), f"--{name.replace('_', '-')}", integer=True)
@@ -111,13 +110,7 @@ def _checks(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
         raise UsageError(
             f"--device {device}: plan measures memory on cpu and cuda only; valid: cpu, cuda, cuda:N"
         )
-    if args.keep_fp32 is not None:
-        try:
-            ModuleFilter.parse(args.keep_fp32)
-        except PrecisionError as err:
-            raise UsageError(
-                f"--keep-fp32 {args.keep_fp32}: {err}; valid: type names or re:PATTERN"
-            ) from None
+    check_keep_fp32(args.keep_fp32)
     budget, source = resolve_budget(args.memory_budget, device)
     import torch
 
