@@ -241,6 +241,7 @@ CASES = [
         ),
     ),
     # a COMMAND study (-- COMMAND ARGS): placeholders, --parse, --metric, --amp-flags, the program
+    Case("cmd-dashdash-and-nothing", CMDB, needle="-- with no COMMAND after it"),
     Case("cmd-unknown-placeholder", [*CMDB, PY, "{tmp}/t.py", "{{nope}}"], needle="unknown placeholder {nope}",
          setup=train_py),
     Case("cmd-unclosed-brace", [*CMDB, PY, "{tmp}/t.py", "--seed={{seed"], needle="expected '}'", setup=train_py),

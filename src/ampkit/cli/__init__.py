@@ -63,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw = list(sys.argv[1:] if argv is None else argv)
             cut = raw.index("--") if "--" in raw else len(raw)  # a study's COMMAND after -- stays as typed
             args = parser.parse_args(rewrite_legacy_flags(raw[:cut]) + raw[cut:])
+            if cut == len(raw) - 1 and hasattr(args, "study_command"):  # `compare ... --` and nothing after
+                print(
+                    f"ampkit {args.command}: error: -- with no COMMAND after it; valid: "
+                    f"ampkit {args.command} [flags] -- COMMAND ARGS, or no -- to study --task",
+                    file=sys.stderr,
+                )
+                return 2
             return _run(args)
     finally:
         warnings.showwarning = saved_showwarning
