@@ -12,7 +12,6 @@ undone is :mod:`ampkit.data.resume`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -27,8 +26,7 @@ from . import parallel, resume
 from .codec import CodecOptions
 from .format import read_shard_entry, shard_name, write_manifest
 from .resume import SETTINGS_NAME
-from .shardjob import encode_sample, write_shard
-from .shardwriter import ShardWriter
+from .shardjob import encode_sample, write_encoded, write_shard
 from .sources import Source
 from .summary import build_manifest
 
@@ -134,22 +132,8 @@ def _write_in_order(
         for number, members in enumerate(plan):
             if number in written.state.done:
                 continue
-            writer = ShardWriter(written.state.out, number)
-            metas: list[dict[str, Any]] = []
-            try:
-                for i in members:
-                    key, data, json_bytes = next(stream)
-                    writer.add(key, data, json_bytes)
-                    metas.append(json.loads(json_bytes))
-                    if on_sample is not None:
-                        on_sample(sources[i].numel * 4)
-                    if delay:
-                        time.sleep(delay)
-                path = writer.close()
-            except BaseException:
-                writer.abort()  # a full disk or an interrupt leaves no temporary shard
-                raise
-            written.add(path, writer.entry(), metas)
+            encoded = ((*next(stream), sources[i].numel * 4) for i in members)
+            written.add(*write_encoded(written.state.out, number, encoded, delay, on_sample))
     finally:
         stream.close()  # stops the worker pool now, also when a write failed
 

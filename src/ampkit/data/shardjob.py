@@ -10,14 +10,14 @@ import json
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .codec import CodecOptions, SampleError, encode
-from .format import dumps, sample_key
+from .format import dumps, sample_key, shard_name
 from .shardwriter import ShardWriter
 from .sources import Source, load
 
@@ -54,6 +54,39 @@ def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str,
     return key, np.ascontiguousarray(data), dumps(info)
 
 
+#: One encoded sample on its way into a shard: key, stored array, JSON bytes, float32 input bytes.
+Encoded = tuple[str, Any, bytes, int]
+
+
+def write_encoded(
+    out: Path,
+    number: int,
+    samples: Iterable[Encoded],
+    delay: float = 0.0,
+    on_sample: Callable[[int], None] | None = None,
+) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """Write already encoded ``samples`` into shard ``number``: ``(path, manifest entry, metas)``.
+
+    ``on_sample(float32 bytes)`` follows each sample. Any failure (a full disk, an interrupt, an
+    error raised by ``samples`` itself) removes the unfinished temporary shard.
+    """
+    writer = ShardWriter(out, number)
+    metas: list[dict[str, Any]] = []
+    try:
+        for key, data, json_bytes, input_bytes in samples:
+            writer.add(key, data, json_bytes)
+            metas.append(json.loads(json_bytes))
+            if on_sample is not None:
+                on_sample(input_bytes)
+            if delay:
+                time.sleep(delay)
+        path = writer.close()
+    except BaseException:
+        writer.abort()  # a full disk or an interrupt leaves no temporary shard
+        raise
+    return path, writer.entry(), metas
+
+
 def write_shard(
     out: Path,
     number: int,
@@ -65,24 +98,13 @@ def write_shard(
 ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Encode ``members`` (global index, source) into shard ``number``: ``(path, manifest entry, metas)``.
 
-    ``on_sample(float32 bytes)`` follows each sample; ``stopped()`` is asked before each one and
-    drops the shard (:class:`Cancelled`). Any failure removes the unfinished temporary.
+    ``stopped()`` is asked before each sample and drops the shard (:class:`Cancelled`).
     """
-    writer = ShardWriter(out, number)
-    metas: list[dict[str, Any]] = []
-    try:
+
+    def samples() -> Iterator[Encoded]:
         for index, source in members:
             if stopped is not None and stopped():
-                raise Cancelled(writer.name)
-            key, data, json_bytes = encode_sample(index, source, codec)
-            writer.add(key, data, json_bytes)
-            metas.append(json.loads(json_bytes))
-            if on_sample is not None:
-                on_sample(source.numel * 4)
-            if delay:
-                time.sleep(delay)
-        path = writer.close()
-    except BaseException:
-        writer.abort()  # a full disk or an interrupt leaves no temporary shard
-        raise
-    return path, writer.entry(), metas
+                raise Cancelled(shard_name(number))
+            yield (*encode_sample(index, source, codec), source.numel * 4)
+
+    return write_encoded(out, number, samples(), delay, on_sample)
