@@ -24,21 +24,34 @@ from typing import IO, Any
 
 #: Environment variable naming the pid the arm must stay the child of.
 PARENT_ENV = "AMPKIT_STUDY_PARENT"
-#: Lines the arm's interpreter runs first: the death signal, the orphan check, then the arm module.
-BOOT = f"""\
-import os, sys
+
+
+def die_with_parent(signal_name: str, *, forget: bool = False) -> str:
+    """Python lines a child runs first: ``signal_name`` when the study dies (Linux ``PR_SET_PDEATHSIG``),
+    then exit at once if the study is already gone; ``forget`` drops the variable from the environment."""
+    read = "pop" if forget else "get"
+    return f"""\
+import os, signal, sys
 if sys.platform.startswith("linux"):
-    import ctypes, signal
+    import ctypes
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.{signal_name}), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-want = os.environ.get("{PARENT_ENV}")
+want = os.environ.{read}("{PARENT_ENV}", None)
 if want and os.getppid() != int(want):
-    os._exit(1)  # the study ended before this arm could arm its death signal
+    os._exit(1)  # the study ended before this child armed its death signal
+"""
+
+
+#: Lines the arm's interpreter runs first: the death signal, the orphan check, then the arm module.
+BOOT = (
+    die_with_parent("SIGKILL")
+    + """\
 import runpy
 runpy.run_module("ampkit.study.arm", run_name="__main__", alter_sys=True)
 """
+)
 #: Lines of an arm's stderr kept with a failure (the table, report.md and results.json show them).
 TAIL_LINES = 5
 #: Traceback lines that only underline the line above (``^^^^``, ``~~~``): no information of their own.

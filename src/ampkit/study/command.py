@@ -25,7 +25,7 @@ from rich.progress import Progress
 from . import children
 from .arm_output import LogTail, OutputScanner, compile_patterns
 from .arms import ArmPlan
-from .children import PARENT_ENV, stop_arms
+from .children import die_with_parent, stop_arms
 from .command_launch import wrap
 from .command_record import build_record
 from .config import Experiment
@@ -36,17 +36,10 @@ from .tree_meter import GpuMeter, TreeMeter
 #: Seconds between two samples of the tree's memory (and of NVML, every second sample).
 POLL_S = 0.05
 
-WRAP = f"""\
-import json, os, signal, sys, time
-if sys.platform.startswith("linux"):
-    import ctypes
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-want = os.environ.pop("{PARENT_ENV}", None)
-if want and os.getppid() != int(want):
-    os._exit(1)  # the study ended before this arm armed its death signal
+WRAP = (
+    die_with_parent("SIGTERM", forget=True)
+    + f"""\
+import json, time
 report, argv, child = sys.argv[1], sys.argv[2:], 0
 def stop(signum, frame):  # the study stops this arm, or died: the whole group goes
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -78,6 +71,7 @@ if os.WIFSIGNALED(status):  # die the way the command died, so the study reads t
     os.kill(os.getpid(), os.WTERMSIG(status))
 os._exit(os.waitstatus_to_exitcode(status))
 """
+)
 
 
 def _pump(stream: IO[bytes], name: str, log: IO[str], lock: threading.Lock, scanner: OutputScanner) -> None:
