@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -19,6 +21,17 @@ V100 = DeviceCaps("cuda", "Tesla V100", (7, 0))
 A100 = DeviceCaps("cuda", "A100", (8, 0))
 H100 = DeviceCaps("cuda", "H100", (9, 0))
 
+#: What a study sets in an arm's environment (``ampkit compare``): tests of scripts start without them.
+STUDY_VARS = (
+    "AMPKIT_PRECISION",
+    "AMPKIT_SEED",
+    "AMPKIT_OUT",
+    "AMPKIT_LOG_FILE",
+    "USE_AMP",
+    "AMP_DTYPE",
+    "RANK",
+)
+
 
 @pytest.fixture(autouse=True)
 def _quiet_precision_warnings() -> Iterator[None]:
@@ -26,6 +39,27 @@ def _quiet_precision_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrecisionWarning)
         yield
+
+
+@pytest.fixture
+def outside_study(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test starts outside any study, whatever the shell running pytest exported."""
+    for name in STUDY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def keras(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """keras on the torch backend (its config folder under tmp), the global policy restored after."""
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "torch":
+        pytest.skip("keras was imported with another backend in this process")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_BACKEND", "torch")
+        patch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras-home")))
+        module = pytest.importorskip("keras")
+        saved = module.config.dtype_policy()
+        yield module
+        module.config.set_dtype_policy(saved)
 
 
 def reference_losses(mode: str, steps: int, *, size: str = "default", batch_size: int = 32) -> list[float]:

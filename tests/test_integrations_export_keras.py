@@ -9,7 +9,6 @@ and kernel, LayerNormalization gamma) are compared with ampkit's run of the same
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,6 @@ from ampkit.integrations import export
 from ampkit.precision import CANONICAL
 
 MODES = [mode for mode in CANONICAL if export("keras", mode, "cpu").equivalence != "none"]
-
-
-@pytest.fixture(scope="module")
-def keras(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """keras on the torch backend (its config folder under tmp, not the home folder)."""
-    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "torch":
-        pytest.skip("keras was imported with another backend in this process")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERAS_BACKEND", "torch")
-        patch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras-home")))
-        module = pytest.importorskip("keras")
-        saved = module.config.dtype_policy()
-        yield module
-        module.config.set_dtype_policy(saved)
 
 
 @pytest.fixture

@@ -27,20 +27,6 @@ X = np.random.default_rng(0).standard_normal((32, 4)).astype("float32")
 Y = np.random.default_rng(1).standard_normal((32, 2)).astype("float32")
 
 
-@pytest.fixture(scope="module")
-def keras(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """keras on the torch backend (its config folder under tmp), the global policy restored after."""
-    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "torch":
-        pytest.skip("keras was imported with another backend in this process")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERAS_BACKEND", "torch")
-        patch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras-home")))
-        module = pytest.importorskip("keras")
-        saved = module.config.dtype_policy()
-        yield module
-        module.config.set_dtype_policy(saved)
-
-
 @pytest.fixture
 def ak(keras: Any) -> Iterator[Any]:
     """``ampkit.keras`` with the torch TF32 flags and the Keras policy put back after each test."""

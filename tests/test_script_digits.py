@@ -13,26 +13,15 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import STUDY_VARS
 
 from ampkit.engine import TrainConfig, train
 from ampkit.script_log import read_log
 
 SCRIPT = Path(__file__).parent.parent / "examples" / "digits_script.py"
-STUDY_VARS = (
-    "AMPKIT_PRECISION",
-    "AMPKIT_SEED",
-    "AMPKIT_OUT",
-    "AMPKIT_LOG_FILE",
-    "USE_AMP",
-    "AMP_DTYPE",
-    "RANK",
-)
 
 
-@pytest.fixture(autouse=True)
-def _no_study(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in STUDY_VARS:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_study")
 
 
 @pytest.fixture(scope="module")

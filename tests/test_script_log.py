@@ -22,29 +22,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import CPU_BF16
+from conftest import CPU_BF16, STUDY_VARS
 
 import ampkit
 from ampkit import Precision, PrecisionError, PrecisionWarning, add_precision_args, script_log
 from ampkit.errors import UsageError
 from ampkit.precision import PrecisionRequest, resolve
 
-STUDY_VARS = (
-    "AMPKIT_PRECISION",
-    "AMPKIT_SEED",
-    "AMPKIT_OUT",
-    "AMPKIT_LOG_FILE",
-    "USE_AMP",
-    "AMP_DTYPE",
-    "RANK",
-)
-
-
-@pytest.fixture(autouse=True)
-def _no_study(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts outside any study, whatever the shell running pytest exported."""
-    for name in STUDY_VARS:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_study")
 
 
 @pytest.fixture
