@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import A100, CPU_BF16, H100
 
-from ampkit.engine import StepRecord, TrainConfig
+from ampkit.engine import StepRecord, TrainConfig, train
 from ampkit.hardware import DeviceCaps
 from ampkit.study.energy import (
     EnergyWindow,
@@ -19,7 +19,7 @@ from ampkit.study.energy import (
     open_counter,
     rapl_domains,
 )
-from ampkit.study.flops import count_step_flops, peak_tflops
+from ampkit.study.flops import FRESH_METHOD, PROBE_METHOD, count_step_flops, peak_tflops, step_flops
 from ampkit.study.meters import ArmMeters, percentile, step_time_figures
 
 
@@ -154,3 +154,36 @@ def test_flop_count_is_forward_plus_backward_of_the_model() -> None:
     # digits small: conv 1->8 (3x3, 8x8), conv 8->16 (3x3, 8x8), linear 256->10; forward 2*MACs, backward ~2x
     fwd = 2 * 8 * (1 * 8 * 9 * 64 + 8 * 16 * 9 * 64 + 256 * 10)
     assert 2.5 * fwd * 2 <= flops <= 3.0 * fwd * 2  # accumulate=2 micro-batches per step
+
+
+@pytest.mark.parametrize(
+    ("task", "precision"), [("digits", "fp32"), ("digits", "bf16-mixed"), ("tinygpt", "fp32")]
+)
+def test_step_flops_from_the_runs_probe_match_a_fresh_count(task: str, precision: str) -> None:
+    """The arm counts a step's FLOPs from the run's own FLOP-share probe (no second model, no extra
+    peak memory); it agrees with FlopCounterMode on a fresh copy, and also counts the CPU's flash
+    attention, which FlopCounterMode leaves out."""
+    config = TrainConfig(
+        task=task, precision=precision, size="small", batch_size=4, device="cpu", steps=1, accumulate=2
+    )
+    result = train(config)
+    flops, how = step_flops(config, result.numerics)
+    fresh = count_step_flops(config)
+    assert how == PROBE_METHOD and flops > 0
+    if task == "digits":  # convolutions and linears only: the same formulas on the same shapes
+        assert flops == fresh
+    else:  # plus attention's forward and backward
+        assert flops > fresh
+    assert step_flops(config, {}) == (fresh, FRESH_METHOD)  # a run without the probe: a fresh count
+
+
+def test_cpu_memory_figures_give_what_the_run_added_above_the_imports() -> None:
+    """On a CPU the peak RSS holds Python and torch, which no precision halves; beside it the arm
+    reports the peak above its RSS before the model was built (the GPU allocator's counterpart)."""
+    meters = ArmMeters(0, 1, NoEnergyCounter("none here"))
+    block = torch.ones(96 * 2**20 // 4)  # 96 MiB touched after the meters were made
+    figs = meters.memory_figures()
+    del block
+    peak, added = figs["peak_rss_bytes"]["value"], figs["peak_rss_added_bytes"]["value"]
+    assert meters.rss_at_start is not None and peak == meters.rss_at_start + added
+    assert added >= 90 * 2**20 and "before its model was built" in figs["peak_rss_added_bytes"]["method"]

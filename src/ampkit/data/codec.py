@@ -26,6 +26,7 @@ from .codec_ref import (
     float32_to_bf16_bits,
     refuse_nonfinite,
 )
+from .scratch import Scratch
 
 __all__ = [
     "BF16_MAX",
@@ -150,9 +151,12 @@ def resolve_offset(offset: float | str | None, rng: tuple[float, float] | None, 
     return value
 
 
-def encode_as(x: np.ndarray, dtype: str, offset: float, opts: CodecOptions, name: str) -> Encoded:
+def encode_as(
+    x: np.ndarray, dtype: str, offset: float, opts: CodecOptions, name: str, scratch: Scratch | None = None
+) -> Encoded:
     """Store ``x`` as ``dtype`` (stored name) with ``offset`` in one fused pass; raises ``SampleError``."""
-    p = fused.encode_pass(x, dtype, offset, opts.on_overflow == "clip", opts.on_nonfinite == "keep", name)
+    clip, keep = opts.on_overflow == "clip", opts.on_nonfinite == "keep"
+    p = fused.encode_pass(x, dtype, offset, clip, keep, name, scratch)
     rng = (p.lo, p.hi) if p.lo is not None and p.hi is not None else None
     # without a finite value nothing is shifted (NaN/Inf - offset is NaN/Inf): record no offset
     return Encoded(
@@ -177,17 +181,18 @@ def _fp16_offset(rng: tuple[float, float] | None, integer: bool) -> float:
     return mid if _fp16_bound(rng, mid) < _fp16_bound(rng, 0.0) else 0.0
 
 
-def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
+def encode(x: np.ndarray, opts: CodecOptions, name: str, scratch: Scratch | None = None) -> Encoded:
     """Encode one sample as ``opts`` says (``auto``: pick per sample and record why).
 
     A fixed dtype with no or a numeric offset is one pass over the sample; ``--offset auto`` and
     ``--dtype auto`` first scan it (range, NaN/Inf, integrality), and ``auto`` may try fp16 then bf16.
+    With a ``scratch`` (:mod:`ampkit.data.scratch`) the stored array is a view of one of its buffers.
     """
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise SampleError(f"sample {name}: dtype {x.dtype} is not numeric; valid: float or integer arrays")
     want = DTYPE_NAMES[opts.dtype]
     if want != "auto" and opts.offset != "auto":
-        enc = encode_as(x, want, resolve_offset(opts.offset, (0.0, 0.0), False), opts, name)
+        enc = encode_as(x, want, resolve_offset(opts.offset, (0.0, 0.0), False), opts, name, scratch)
         enc.reason = f"requested --dtype {opts.dtype}"
         return enc
     sc = fused.scan(x)
@@ -196,7 +201,7 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
     rng = (sc.lo, sc.hi) if sc.lo is not None and sc.hi is not None else None
     integer = sc.integer
     if want != "auto":
-        enc = encode_as(x, want, resolve_offset(opts.offset, rng, integer), opts, name)
+        enc = encode_as(x, want, resolve_offset(opts.offset, rng, integer), opts, name, scratch)
         enc.reason = f"requested --dtype {opts.dtype}"
         return enc
     span = f"[{rng[0]:g}, {rng[1]:g}]" if rng else "[]"
@@ -205,7 +210,7 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
         if opts.offset is None and not (rng[0] >= INT16_RANGE[0] and rng[1] <= INT16_RANGE[1]):
             off = resolve_offset("auto", rng, True)  # an offset can bring a 16-bit span into int16
         if rng[0] - off >= INT16_RANGE[0] and rng[1] - off <= INT16_RANGE[1]:
-            enc = encode_as(x, "int16", off, opts, name)
+            enc = encode_as(x, "int16", off, opts, name, scratch)
             enc.reason = f"integer values in {span}: int16 is exact"
             return enc
     strict = CodecOptions(dtype="auto", offset=opts.offset, on_nonfinite=opts.on_nonfinite)
@@ -214,7 +219,7 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
     try:
         if rng is not None and max(abs(rng[0] - offset), abs(rng[1] - offset)) >= FP16_ROUNDS_TO_INF:
             raise SampleError("beyond the fp16 range")  # known from the range: no pass needed
-        enc = encode_as(x, "float16", offset, strict, name)
+        enc = encode_as(x, "float16", offset, strict, name, scratch)
         if enc.max_abs <= opts.max_abs_error:
             enc.reason = (
                 f"{why_not}; fp16 max abs error {enc.max_abs:g} <= {opts.max_abs_error:g} (offset {offset:g})"
@@ -225,7 +230,7 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str) -> Encoded:
         fp16_fail = f"values beyond the fp16 range ±{FP16_MAX:g} after offset {offset:g}"
     # bf16 keeps relative precision, which an offset would only spoil near zero
     bf16_offset = resolve_offset(opts.offset, rng, integer)
-    enc = encode_as(x, "bfloat16", bf16_offset, opts, name)
+    enc = encode_as(x, "bfloat16", bf16_offset, opts, name, scratch)
     if enc.max_rel <= opts.max_rel_error:
         enc.reason = f"{why_not}; {fp16_fail}; bf16 max rel error {enc.max_rel:g} <= {opts.max_rel_error:g}"
         return enc

@@ -26,6 +26,7 @@ from . import parallel, resume
 from .codec import CodecOptions
 from .format import read_shard_entry, shard_name, write_manifest
 from .resume import SETTINGS_NAME
+from .scratch import Scratch
 from .shardjob import encode_sample, write_encoded, write_shard
 from .sources import Source
 from .summary import build_manifest
@@ -164,8 +165,12 @@ def _write(
         jobs = [i for _, members in todo for i, _ in members]
         _write_in_order(jobs, sources, opts, plan, written, on_sample, delay)
     else:
+        scratch = Scratch()  # one set of buffers for every sample
         for number, members in todo:
-            written.add(*write_shard(written.state.out, number, members, opts.codec, delay, on_sample))
+            shard = write_shard(
+                written.state.out, number, members, opts.codec, delay, on_sample, None, scratch
+            )
+            written.add(*shard)
 
 
 def _manifest(state: resume.OutState, plan: list[list[int]], written: _Written) -> dict[str, Any]:

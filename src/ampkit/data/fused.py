@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import codec_ref as ref
+from .scratch import Scratch, empty
 
 CHUNK = 1 << 18
 """Values per chunk: 1 MiB of float32 per temporary."""
@@ -108,7 +109,16 @@ def _round_to_odd_diff(c: np.ndarray, off: np.float32, s: np.ndarray, t: np.ndar
 class _Kernel:
     """Buffers and torch views for one sample's pass."""
 
-    def __init__(self, dtype: str, offset: float, work: np.dtype, out: np.ndarray, x: np.ndarray, keep: bool):
+    def __init__(
+        self,
+        dtype: str,
+        offset: float,
+        work: np.dtype,
+        out: np.ndarray,
+        x: np.ndarray,
+        keep: bool,
+        scratch: Scratch | None = None,
+    ):
         import torch
 
         n = min(CHUNK, out.size)
@@ -116,12 +126,13 @@ class _Kernel:
         self.dtype, self.offset, self.work = dtype, offset, work
         self.out, self.x, self.keep = out, x, keep
         self.off = work.type(offset)
-        self.src = np.empty(n, work)  # the chunk in the work dtype (when the source is not)
-        self.v = np.empty(n, work)  # x - offset
-        self.t = np.empty(n, work)  # scratch
-        self.dec = np.empty(n, np.float32)  # what a reader gets
-        self.e = np.empty(n, work)  # dec - src
-        self.f32 = np.empty(n if dtype == "bfloat16" and work != np.float32 else 0, np.float32)
+        w = work.name
+        self.src = empty(scratch, f"src-{w}", n, work)  # the chunk in the work dtype (when the source is not)
+        self.v = empty(scratch, f"v-{w}", n, work)  # x - offset
+        self.t = empty(scratch, f"t-{w}", n, work)  # scratch
+        self.dec = empty(scratch, "dec", n, np.float32)  # what a reader gets
+        self.e = empty(scratch, f"e-{w}", n, work)  # dec - src
+        self.f32 = empty(scratch, "f32", n if dtype == "bfloat16" and work != np.float32 else 0, np.float32)
         self.out_t = torch.from_numpy(out)
         if dtype == "bfloat16":
             self.out_t = self.out_t.view(torch.bfloat16)
@@ -202,18 +213,27 @@ def work_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if np.dtype(dtype).newbyteorder("=") in _EXACT32 else np.dtype(np.float64)
 
 
-def encode_pass(x: np.ndarray, dtype: str, offset: float, clip: bool, keep: bool, name: str) -> Pass:
+def encode_pass(
+    x: np.ndarray,
+    dtype: str,
+    offset: float,
+    clip: bool,
+    keep: bool,
+    name: str,
+    scratch: Scratch | None = None,
+) -> Pass:
     """Store ``x - offset`` as ``dtype`` (stored name) in one pass; raises ``SampleError`` on a refusal.
 
     ``clip``: values beyond the dtype's range are clipped and counted (else refused); ``keep``:
-    NaN/Inf are stored as such (else refused, naming how many).
+    NaN/Inf are stored as such (else refused, naming how many). With a ``scratch`` the stored array
+    is a view of its ``out-<dtype>`` buffer (valid until the next pass to that dtype).
     """
     flat = x.reshape(-1)
-    out = np.empty(flat.size, _STORED_NP[dtype])
+    out = empty(scratch, f"out-{dtype}", flat.size, _STORED_NP[dtype])
     p = Pass(out.reshape(x.shape))
     if flat.size == 0:
         return p
-    kernel = _Kernel(dtype, offset, work_dtype(x.dtype), out, x, keep)
+    kernel = _Kernel(dtype, offset, work_dtype(x.dtype), out, x, keep, scratch)
     with single_thread():
         for start in range(0, flat.size, CHUNK):
             raw = flat[start : start + CHUNK]

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .codec import CodecOptions
+from .scratch import Scratch
 from .shardjob import Cancelled, encode_sample, write_shard
 from .sources import Source
 
 _STATE: dict[str, Any] = {}
-"""Per worker process: the stop flag, the progress queue and the parent's pid."""
+"""Per worker process: the stop flag, the progress queue, the parent's pid and its reused buffers."""
 
 
 def _context() -> Any:
@@ -42,7 +43,7 @@ def _context() -> Any:
 
 def _init_worker(stop: Any, progress: Any, parent: int) -> None:
     """Worker start: shared flag and queue, no Ctrl-C, one torch thread, die with the parent (Linux)."""
-    _STATE.update(stop=stop, progress=progress, parent=parent)
+    _STATE.update(stop=stop, progress=progress, parent=parent, scratch=Scratch())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
@@ -61,11 +62,13 @@ def _stopped() -> bool:
 def _shard_task(
     out: Path, number: int, members: list[tuple[int, Source]], codec: CodecOptions, delay: float
 ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
-    return write_shard(out, number, members, codec, delay, _STATE["progress"].put, _stopped)
+    return write_shard(
+        out, number, members, codec, delay, _STATE["progress"].put, _stopped, _STATE["scratch"]
+    )
 
 
 def _sample_task(index: int, source: Source, codec: CodecOptions) -> tuple[str, Any, bytes]:
-    return encode_sample(index, source, codec)
+    return encode_sample(index, source, codec, _STATE["scratch"])  # pickled before the next task
 
 
 def _pool(workers: int, stop: Any = None, progress: Any = None) -> ProcessPoolExecutor:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .codec import CodecOptions, SampleError, encode
 from .format import dumps, sample_key, shard_name
+from .scratch import Scratch
 from .shardwriter import ShardWriter
 from .sources import Source, load
 
@@ -26,14 +27,17 @@ class Cancelled(Exception):
     """Another worker failed or the run was interrupted: this shard was dropped unfinished."""
 
 
-def encode_sample(index: int, source: Source, codec: CodecOptions) -> tuple[str, np.ndarray, bytes]:
-    """``(key, stored array (little-endian, C order), json bytes)`` of one sample."""
+def encode_sample(
+    index: int, source: Source, codec: CodecOptions, scratch: Scratch | None = None
+) -> tuple[str, np.ndarray, bytes]:
+    """``(key, stored array (little-endian, C order), json bytes)`` of one sample (in ``scratch``'s
+    buffers when given: valid until the next sample is encoded with it)."""
     key = sample_key(index)
     try:
-        array, slope, intercept, meta = load(source)
+        array, slope, intercept, meta = load(source, scratch)
     except (ValueError, EOFError, zipfile.BadZipFile) as err:  # changed or damaged since discover()
         raise SampleError(f"sample {key} ({source.path}): cannot be read ({err})") from None
-    enc = encode(array, codec, f"{key} ({source.path})")
+    enc = encode(array, codec, f"{key} ({source.path})", scratch)
     info = {
         "key": key,
         "shape": list(array.shape),
@@ -95,16 +99,18 @@ def write_shard(
     delay: float = 0.0,
     on_sample: Callable[[int], None] | None = None,
     stopped: Callable[[], bool] | None = None,
+    scratch: Scratch | None = None,
 ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Encode ``members`` (global index, source) into shard ``number``: ``(path, manifest entry, metas)``.
 
-    ``stopped()`` is asked before each sample and drops the shard (:class:`Cancelled`).
+    ``stopped()`` is asked before each sample and drops the shard (:class:`Cancelled`). ``scratch``:
+    buffers reused from sample to sample (each sample is written before the next is read).
     """
 
     def samples() -> Iterator[Encoded]:
         for index, source in members:
             if stopped is not None and stopped():
                 raise Cancelled(shard_name(number))
-            yield (*encode_sample(index, source, codec), source.numel * 4)
+            yield (*encode_sample(index, source, codec, scratch), source.numel * 4)
 
     return write_encoded(out, number, samples(), delay, on_sample)

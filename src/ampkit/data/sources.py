@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import UsageError
 from . import schema
+from .scratch import Scratch, empty
 
 SUFFIXES = (".npz", ".npy")
 """Input file types."""
@@ -222,16 +223,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_array(fp: Any) -> np.ndarray:
+def read_array(fp: Any, scratch: Scratch | None = None) -> np.ndarray:
     """The array of a ``.npy`` stream (a file or an ``.npz`` member), read straight into its memory.
 
     One ``readinto`` of the data (``np.load`` reads a large ``.npy`` several times slower); the
-    header is checked as :func:`discover` checks it, and a short file is a ``ValueError``.
+    header is checked as :func:`discover` checks it, and a short file is a ``ValueError``. With a
+    ``scratch`` the array is a view of its ``source`` buffer (valid until the next read into it).
     """
     shape, dtype, need, fortran = _header(fp, with_order=True)
     if dtype.hasobject:
         raise ValueError(f"dtype {dtype} holds Python objects; {_VALID_ARRAY}")
-    array = np.empty(shape, dtype, order="F" if fortran else "C")
+    array = empty(scratch, "source", shape, dtype, order="F" if fortran else "C")
     raw = (array.T if fortran else array).reshape(-1).view(np.uint8)
     got = 0
     while got < need:
@@ -242,17 +244,17 @@ def read_array(fp: Any) -> np.ndarray:
     return array
 
 
-def load(source: Source) -> tuple[np.ndarray, float, float, dict[str, Any]]:
-    """``(array, slope, intercept, meta)`` of one source."""
+def load(source: Source, scratch: Scratch | None = None) -> tuple[np.ndarray, float, float, dict[str, Any]]:
+    """``(array, slope, intercept, meta)`` of one source (the array in ``scratch`` when given)."""
     path = Path(source.path)
     found: dict[str, Any] = {}
     if source.array_key is None:
         with open(path, "rb", buffering=0) as fp:
-            array = read_array(fp)
+            array = read_array(fp, scratch)
     else:
         with zipfile.ZipFile(path) as zf:
             with zf.open(f"{source.array_key}.npy") as fp:
-                array = read_array(fp)
+                array = read_array(fp, scratch)
             for name in source.meta_keys:
                 with zf.open(f"{name}.npy") as fp:
                     found[name] = _plain(read_array(fp)[()])

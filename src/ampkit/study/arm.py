@@ -23,7 +23,7 @@ import torch
 from ..engine import EvalRecord, RunResult, TrainConfig, train
 from ..hardware.capabilities import device_capabilities
 from .energy import open_counter
-from .flops import count_step_flops, peak_tflops
+from .flops import peak_tflops, step_flops
 from .meters import ArmMeters, Figure, figure, step_time_figures, unavailable
 
 
@@ -57,10 +57,9 @@ def target_figures(result: RunResult, target: float, meters: ArmMeters) -> dict[
     }
 
 
-def flop_figures(config: TrainConfig, median_s: float | None) -> dict[str, Figure]:
+def flop_figures(config: TrainConfig, median_s: float | None, numerics: dict[str, Any]) -> dict[str, Figure]:
     """FLOPs per step, achieved TFLOP/s and MFU against the named peak (or unavailable)."""
-    flops = count_step_flops(config)
-    how = "torch.utils.flop_counter.FlopCounterMode over one forward+backward of a fresh model copy"
+    flops, how = step_flops(config, numerics)
     out = {"flops_per_step": figure(flops, "FLOP", how)}
     if not median_s:
         return out
@@ -133,7 +132,7 @@ def run_arm(spec: dict[str, Any]) -> dict[str, Any]:
         )
     median = figures.get("step_time_median_s", {}).get("value")
     if global_rank == 0:  # FLOPs of the global batch, counted once
-        figures.update(flop_figures(config, median))
+        figures.update(flop_figures(config, median, result.numerics))
     target = spec.get("target_metric")
     return {
         "status": "measured",

@@ -1,11 +1,15 @@
 """Model FLOPs per step (counted, not estimated) and MFU against a named dense peak.
 
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` over one forward and backward
-of a fresh copy of the task's model on a real training batch. MFU divides achieved FLOP/s
+FLOPs come from ``torch.utils.flop_counter``'s formulas over one forward and backward on a real
+training batch: the run's own FLOP-share probe (counted before its first step, so nothing is
+built twice and no second model copy raises the arm's peak memory), or where a run has none,
+``FlopCounterMode`` over a fresh copy of the task's model. MFU divides achieved FLOP/s
 by the dense tensor peak of the dtype the mode computes in, for GPUs whose peak is known.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..engine import TrainConfig
 from ..engine.evaluate import task_loss
@@ -76,3 +80,21 @@ def count_step_flops(config: TrainConfig) -> int:
             outputs = model(precision.cast_inputs(inputs))
         task_loss(task, outputs, targets).backward()
     return int(counter.get_total_flops()) * config.accumulate
+
+
+PROBE_METHOD = (
+    "torch.utils.flop_counter formulas over one forward+backward of micro-batch 0 "
+    "(the run's FLOP-share probe before its first step; CPU flash attention and int8 mm included)"
+)
+FRESH_METHOD = "torch.utils.flop_counter.FlopCounterMode over one forward+backward of a fresh model copy"
+
+
+def step_flops(config: TrainConfig, numerics: dict[str, Any]) -> tuple[int, str]:
+    """``(FLOPs of one optimizer step, how counted)``: the run's probe count times ``accumulate``
+    where the run recorded one (FLOPs depend on shapes, not dtypes: a run that fell back to
+    another mode counts the same), else :func:`count_step_flops` on a fresh model copy."""
+    share = numerics.get("flop_share_initial") or numerics.get("flop_share") or {}
+    total = share.get("total_flops")
+    if isinstance(total, int) and total > 0:
+        return total * config.accumulate, PROBE_METHOD
+    return count_step_flops(config), FRESH_METHOD

@@ -93,6 +93,8 @@ class ArmMeters:
         self.warmup, self.total, self.counter = warmup, total, counter
         self.stream, self.eval_every = stream, eval_every
         self.flags: dict[str, Any] = {}
+        self.rss_at_start: int | None = current_rss_bytes()
+        """RSS when the arm's meters were made: Python, torch and ampkit imported, no model built yet."""
         self.rss_before_train: int | None = None
         self.window: EnergyWindow | None = None
         self.train_energy: EnergyWindow | None = None
@@ -160,10 +162,10 @@ class ArmMeters:
                     torch.cuda.max_memory_reserved(self._device), "B", f"torch.cuda.max_memory_reserved {how}"
                 ),
             }
-        base = self.rss_before_train
-        return {
+        base, start, peak = self.rss_before_train, self.rss_at_start, peak_rss_bytes()
+        out = {
             "peak_rss_bytes": figure(
-                peak_rss_bytes(),
+                peak,
                 "B",
                 "getrusage(RUSAGE_SELF).ru_maxrss of the arm's own process (whole life, includes Python+torch; "
                 f"RSS when training started: {base / 2**20:.0f} MiB)"
@@ -171,6 +173,15 @@ class ArmMeters:
                 else "getrusage(RUSAGE_SELF).ru_maxrss of the arm's own process (whole life)",
             ),
         }
+        if start is not None and peak >= start:  # the CPU's counterpart of the GPU allocator's peak
+            out["peak_rss_added_bytes"] = figure(
+                peak - start,
+                "B",
+                "peak RSS (ru_maxrss) minus the arm's RSS before its model was built "
+                f"({start / 2**20:.0f} MiB: Python, torch and ampkit imported): what the run added "
+                "(model, optimizer state, activations, allocator caches)",
+            )
+        return out
 
     def energy_figures(self, items: int) -> dict[str, Figure]:
         """Joules and joules per item over the timed steps, or ``unavailable`` with the reason."""

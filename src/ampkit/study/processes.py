@@ -144,7 +144,11 @@ def merge_ranks(records: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(records)
     reductions = (
         (("energy_j", "energy_per_item_j"), sum, "sum"),
-        (("peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes"), max, "max"),
+        (
+            ("peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes", "peak_rss_added_bytes"),
+            max,
+            "max",
+        ),
     )
     for keys, reduce, word in reductions:
         for key in keys:

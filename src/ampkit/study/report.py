@@ -43,10 +43,22 @@ def _memory(arm: Arm) -> str:
     alloc, rss = _val(arm, "peak_mem_allocated_bytes"), _val(arm, "peak_rss_bytes")
     gpu = _val(arm, "peak_gpu_mem_bytes")  # a command arm on a GPU machine: NVML, beside the tree's RSS
     if gpu is not None:
-        return f"{fmt(gpu, 2**-20, 0, 'MiB GPU')}, {fmt(rss, 2**-20, 0, 'MiB RSS')}"
+        return f"{fmt(gpu, 2**-20, 0, 'MiB GPU')}, {fmt(rss, 2**-20, 0, 'MiB RSS')}{_ratio(arm)}"
     if alloc is not None:
-        return f"{fmt(alloc, 2**-20, 0)} / {fmt(_val(arm, 'peak_mem_reserved_bytes'), 2**-20, 0)} MiB"
-    return fmt(rss, 2**-20, 0, "MiB RSS")
+        reserved = _val(arm, "peak_mem_reserved_bytes")
+        return f"{fmt(alloc, 2**-20, 0)} / {fmt(reserved, 2**-20, 0)} MiB{_ratio(arm)}"
+    added = _val(arm, "peak_rss_added_bytes")
+    if added is not None and added.get("value") is not None and rss is not None:
+        return f"{fmt(rss, 2**-20, 0, 'MiB RSS')} (+{added['value'] / 2**20:,.0f} run){_ratio(arm)}"
+    return fmt(rss, 2**-20, 0, "MiB RSS") + _ratio(arm)
+
+
+def _ratio(arm: Arm) -> str:
+    """`` 0.53x fp32`` for a non-fp32 arm whose memory ratio was measured."""
+    fig = _val(arm, "memory_vs_fp32")
+    if arm.get("mode") == "fp32" or not fig or fig.get("value") is None:
+        return ""
+    return f" {fig['value']:.2f}x fp32"
 
 
 def _delta(arm: Arm, key: str) -> str:
@@ -158,9 +170,9 @@ def _raw(fig: dict[str, Any] | None) -> Any:
 
 CSV_FIGURES = (
     "metric", "metric_delta", "eval_loss", "loss_delta", "step_time_median_s", "step_time_p90_s", "speedup",
-    "throughput", "peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes", "peak_gpu_mem_bytes", "energy_j",
+    "throughput", "peak_mem_allocated_bytes", "peak_mem_reserved_bytes", "peak_rss_bytes", "peak_rss_added_bytes", "peak_gpu_mem_bytes", "energy_j",
     "energy_per_item_j", "skipped_steps", "final_loss_scale", "flops_per_step", "achieved_tflops", "mfu",
-    "compile_time_s", "compile_speedup", "first_step_s",
+    "compile_time_s", "compile_speedup", "first_step_s", "memory_vs_fp32",
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ FIGURE_KEYS = (
     "peak_mem_allocated_bytes",
     "peak_mem_reserved_bytes",
     "peak_rss_bytes",
+    "peak_rss_added_bytes",
     "peak_gpu_mem_bytes",
     "energy_j",
     "energy_per_item_j",
@@ -122,7 +123,7 @@ def add_comparisons(arms: list[dict[str, Any]]) -> None:
         if not s:
             continue
         if base is None:
-            s["metric_delta"] = s["loss_delta"] = s["speedup"] = unavailable(
+            s["metric_delta"] = s["loss_delta"] = s["speedup"] = s["memory_vs_fp32"] = unavailable(
                 "", "no fp32 arm to compare with"
             )
             continue
@@ -150,6 +151,21 @@ def add_comparisons(arms: list[dict[str, Any]]) -> None:
             if mine and ref
             else unavailable("x", "no step time")
         )
+        s["memory_vs_fp32"] = memory_ratio(s, base)
+
+
+MEMORY_KEYS = ("peak_mem_allocated_bytes", "peak_gpu_mem_bytes", "peak_rss_added_bytes", "peak_rss_bytes")
+"""The figure a memory ratio is taken on, first present in both arms: the GPU allocator's peak, a
+command's NVML peak, the CPU peak above the arm's RSS before its model was built, whole RSS."""
+
+
+def memory_ratio(s: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """This arm's peak memory over the fp32 arm's, on the first of :data:`MEMORY_KEYS` both have."""
+    for key in MEMORY_KEYS:
+        mine, ref = s.get(key, {}).get("value"), base.get(key, {}).get("value")
+        if mine and ref:
+            return {"value": mine / ref, "unit": "x", "method": f"this arm's {key} ÷ the fp32 arm's"}
+    return unavailable("x", "no memory figure in both this arm and the fp32 arm")
 
 
 def summarize(study: dict[str, Any]) -> dict[str, Any]:
