@@ -35,7 +35,7 @@ import numpy as np
 from . import codec_ref as ref
 from .scratch import Scratch, empty
 
-CHUNK = 1 << 18
+CHUNK = 1 << 17
 """Values per chunk: 1 MiB of float32 per temporary."""
 _EXACT32 = {np.dtype(t) for t in ("float32", "float16", "int8", "uint8", "int16", "uint16")}
 """Source dtypes whose every value is a float32 (worked on in float32)."""
