@@ -74,7 +74,15 @@ def register(subparsers: Any) -> None:
     add_flag(p, "array-key", default=None, metavar="KEY", help="array inside .npz files (default: the first)")
     add_flag(p, "shard-size", default="1G", metavar="BYTES", help="max bytes per shard (K/M/G suffixes)")
     add_flag(p, "samples-per-shard", type=int, default=1000, metavar="N", help="max samples per shard")
-    add_flag(p, "workers", type=int, default=1, metavar="N", help="processes encoding samples")
+    add_flag(
+        p,
+        "workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes encoding and writing whole shards (default 1; the output is byte-identical for "
+        "any N, and up to one per core speeds it up, e.g. --workers $(nproc))",
+    )
     add_flag(
         p,
         "on-overflow",
