@@ -103,6 +103,18 @@ def _cast_floating(tree: Any, dtype: torch.dtype) -> Any:
     return tree_map(cast, tree)
 
 
+def _widen(tree: Any) -> Any:
+    """Floating tensors narrower than float32 to float32; float32 and float64 stay as they are (an
+    ``@fp32`` loss under fp64 runs in fp64)."""
+
+    def cast(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype.itemsize < 4:
+            return x.to(torch.float32)
+        return x
+
+    return tree_map(cast, tree)
+
+
 class _Fp32Island:
     """Hooks that cast a kept module's floating inputs to fp32 and its output to ``out_dtype``."""
 
@@ -165,7 +177,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fp32(fn: F) -> F:
-    """Decorator: run ``fn`` in float32 under any mixed mode (floating tensor arguments cast to fp32).
+    """Decorator: run ``fn`` in float32 under any mixed mode (16-bit floating tensor arguments cast to
+    fp32; float64 ones are left wide).
 
     For losses such as SSIM or Pearson correlation whose sums and divisions lose too much in 16 bits.
     """
@@ -173,7 +186,7 @@ def fp32(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with fp32_region():
-            return fn(*_cast_floating(args, torch.float32), **_cast_floating(kwargs, torch.float32))
+            return fn(*_widen(args), **_widen(kwargs))
 
     return wrapper  # type: ignore[return-value]
 
@@ -203,16 +216,17 @@ def _device_type_of(device_type: Any, decorator: str) -> str:
     return device_type
 
 
-def fp32_forward(fwd: F, device_type: str) -> F:
+def fp32_forward(fwd: F, device_type: str, dtype: torch.dtype = torch.float32) -> F:
     """``fwd`` (a custom autograd Function's ``forward(ctx, ...)``) run in float32 in every mode:
     autocast off inside and floating tensor inputs cast to float32 — under autocast (as
     ``torch.amp.custom_fwd(cast_inputs=torch.float32)``) and also in true-half modes, where
-    the inputs would otherwise arrive as bf16/fp16."""
+    the inputs would otherwise arrive as bf16/fp16. ``dtype=torch.float64`` (fp64 mode): inputs
+    arrive as float64 instead, never narrowed."""
     wrapped = torch.amp.custom_fwd(fwd, device_type=device_type, cast_inputs=torch.float32)
 
     @functools.wraps(fwd)
     def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
-        return wrapped(ctx, *_cast_floating(args, torch.float32), **_cast_floating(kwargs, torch.float32))
+        return wrapped(ctx, *_cast_floating(args, dtype), **_cast_floating(kwargs, dtype))
 
     return forward  # type: ignore[return-value]
 

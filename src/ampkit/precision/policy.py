@@ -23,6 +23,7 @@ from ..hardware.capabilities import DeviceCaps, device_capabilities
 from ..script_log import record_precision
 from ..warn import warn
 from .aliases import PrecisionError, canonical_mode
+from .device import usable_device
 from .fit import check_fit
 from .fp8 import convert_to_fp8, count_fp8
 from .keep_fp32 import (
@@ -33,6 +34,7 @@ from .keep_fp32 import (
     fp32_forward,
     install_fp32_islands,
 )
+from .keep_report import unmatched_message
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
 from .qat import convert_int8, describe_quant, prepare_qat
 from .resolve import from_env, request_from_args, resolve, study_conflict, study_mode
@@ -66,7 +68,7 @@ class Precision:
         compile: bool | Mapping[str, Any] = False,
     ):
         self.spec: ModeSpec = MODES[canonical_mode(mode)]
-        self.device = torch.device(device)
+        self.device = usable_device(device, check=caps is None)  # one line, not torch's traceback
         self.keep_fp32 = keep_fp32 if isinstance(keep_fp32, ModuleFilter) else ModuleFilter.parse(keep_fp32)
         self.caps = caps or device_capabilities(self.device)
         #: fp8 modes: run the fp8 casts and scales with fp32 matmuls (any device) instead of fp8 kernels.
@@ -92,8 +94,13 @@ class Precision:
         Without precision flags, a study arm's ``AMPKIT_PRECISION`` decides, then ``USE_AMP``. Flags
         that contradict ``AMPKIT_PRECISION`` win, with a :class:`PrecisionWarning` (the study flags
         the arm from its precision line)."""
-        dev = torch.device(device or getattr(args, "device", None) or "cpu")
-        caps = kw.pop("caps", None) or device_capabilities(dev)
+        caps = kw.pop("caps", None)
+        dev = usable_device(
+            device or getattr(args, "device", None) or "cpu",
+            source="device" if device else "--device",
+            check=caps is None,
+        )
+        caps = caps or device_capabilities(dev)
         keep = kw.pop("keep_fp32", None) or getattr(args, "keep_fp32", None)
         mode = resolve(
             request_from_args(args), device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware
@@ -110,7 +117,7 @@ class Precision:
     ) -> Precision:
         """From a study arm's ``AMPKIT_PRECISION`` (any spelling), else ``USE_AMP=1`` /
         ``AMP_DTYPE=fp16|bf16``; fp32 when neither is set."""
-        caps = kw.pop("caps", None) or device_capabilities(device)
+        caps = kw.pop("caps", None) or device_capabilities(usable_device(device))
         mode = (
             study_mode(environ)
             or from_env(environ, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware)
@@ -194,6 +201,13 @@ class Precision:
         module sharing the parameters (use the returned module). Anything else: :class:`UsageError`.
         Built with ``compile=``, a module is then compiled in place (:meth:`compile`).
         """
+        if self.keep_fp32 and (self.spec.is_true_low or self.spec.is_mixed or self.spec.quantization):
+            message = unmatched_message(self.name, self.keep_fp32, model)
+            if message:  # a typo or a parameter name: the run must not believe it keeps something
+                warn(message, PrecisionWarning)
+        return self._prepare(model)
+
+    def _prepare(self, model: Any) -> Any:
         if not isinstance(model, nn.Module):
             if self.spec.quantization:
                 raise UsageError(
@@ -201,7 +215,7 @@ class Precision:
                 )
             cast = self.spec.param_dtype if self.spec.param_dtype != torch.float32 else None
             by_key = self.keep_fp32 if self.spec.is_true_low else ModuleFilter()
-            return prepare_tensors(model, self.device, cast, by_key, self.prepare)
+            return prepare_tensors(model, self.device, cast, by_key, self._prepare)
         model.to(self.device)
         out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
         keep: list[nn.Module] = [m for _, m in self.keep_fp32.select(model)]
@@ -237,7 +251,9 @@ class Precision:
         """
         if fwd is None:
             return self.custom_fwd
-        return fp32_forward(fwd, self.device.type)
+        # fp64 computes everything in float64: the Function too (never narrowed to float32)
+        wide = torch.float64 if self.spec.param_dtype == torch.float64 else torch.float32
+        return fp32_forward(fwd, self.device.type, wide)
 
     def custom_bwd(self, bwd: F | None = None) -> Any:
         """Decorator for the same Function's ``backward``: the autocast state its forward had. Bare or called."""

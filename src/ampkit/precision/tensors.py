@@ -6,11 +6,15 @@ iterable of tensors or a mapping name -> tensor (``vars(gaussians)``: values tha
 tensors nor modules, such as ints, functions or an optimizer, are left alone) and moves and
 casts them *in place* — ``t.data = t.data.to(...)``, gradients too — so every optimizer,
 list and attribute holding them keeps seeing the same tensor objects.
+
+Only trainable tensors (``nn.Parameter`` s and tensors with ``requires_grad``) change dtype; other
+tensors (densification accumulators such as ``xyz_gradient_accum`` and ``denom``, masks, counts)
+only move to the device: a bf16 counter stops counting at 256.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -25,10 +29,16 @@ ACCEPTED = (
 _VALID = f"valid: {ACCEPTED}"
 
 
+def trainable(tensor: torch.Tensor) -> bool:
+    """A parameter (``nn.Parameter`` or ``requires_grad``): what a precision's dtype applies to."""
+    return isinstance(tensor, nn.Parameter) or tensor.requires_grad
+
+
 def move_tensor_(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> None:
-    """Move ``tensor`` (and its ``.grad``) to ``device`` and, when floating and ``dtype`` is given,
-    to ``dtype`` — in place: the tensor object stays the same."""
-    target = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+    """Move ``tensor`` (and its ``.grad``) to ``device`` and, when floating, trainable and ``dtype``
+    is given, to ``dtype`` — in place: the tensor object stays the same."""
+    cast = dtype is not None and tensor.is_floating_point() and trainable(tensor)
+    target = dtype if cast and dtype is not None else tensor.dtype
     if tensor.device != device or tensor.dtype != target:
         with torch.no_grad():
             tensor.data = tensor.data.to(device=device, dtype=target)
@@ -50,7 +60,9 @@ def prepare_tensors(
 ) -> Any:
     """Move/cast the tensors of ``obj`` (a tensor, an iterable of tensors, or a mapping whose tensor
     values are cast unless ``keep.matches_key(key)``; module values go through ``prepare_module``).
-    Returns ``obj``. Anything else is a one-line :class:`~ampkit.errors.UsageError`."""
+    Returns ``obj`` (an iterator, which this consumes, comes back as the list of its items, so
+    ``AdamW(prec.prepare(model.parameters()))`` works). Anything else is a one-line
+    :class:`~ampkit.errors.UsageError`."""
     if isinstance(obj, torch.Tensor):
         move_tensor_(obj, device, dtype)
         return obj
@@ -77,7 +89,7 @@ def prepare_tensors(
             prepare_module(item)
         else:
             move_tensor_(item, device, dtype)
-    return obj
+    return items if isinstance(obj, Iterator) else obj
 
 
 def floating_dtypes(obj: Any) -> list[torch.dtype]:
@@ -86,6 +98,8 @@ def floating_dtypes(obj: Any) -> list[torch.dtype]:
         return [p.dtype for p in obj.parameters()]
     if isinstance(obj, torch.Tensor):
         values: Iterable[Any] = [obj]
+    elif isinstance(obj, Iterator):
+        return []  # reading it would consume it
     elif isinstance(obj, Mapping):
         values = obj.values()
     elif isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
@@ -96,6 +110,6 @@ def floating_dtypes(obj: Any) -> list[torch.dtype]:
     for value in values:
         if isinstance(value, nn.Module):
             out += [p.dtype for p in value.parameters()]
-        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and trainable(value):
             out.append(value.dtype)
     return out
