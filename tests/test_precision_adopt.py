@@ -4,6 +4,7 @@ parameters outside an nn.Module, custom autograd Functions, and warnings at the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 
 import pytest
@@ -251,3 +252,238 @@ def test_legacy_flag_deprecation_points_at_the_users_line() -> None:
     with pytest.warns(DeprecationWarning, match="--gt_dca_mixed_precision is deprecated") as seen:
         assert rewrite_legacy_flags(["--gt_dca_mixed_precision"]) == ["--mixed_precision"]
     assert [w.filename for w in seen] == [__file__]
+
+
+# -- other projects' own precision flags (QA pass: real scripts ported to ampkit) ------------------
+def diffusers_parser() -> argparse.ArgumentParser:
+    """HF diffusers / Accelerate example scripts: ``--mixed_precision`` is a TEXT flag."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16", "fp8"])
+    return parser
+
+
+def accelerate_parser() -> argparse.ArgumentParser:
+    """A text ``--mixed_precision`` with default "no" and no choices (any value reaches ampkit)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mixed_precision", default="no")
+    return parser
+
+
+def timm_parser() -> argparse.ArgumentParser:
+    """timm ``train.py``: its own ``--amp`` switch and ``--amp-dtype`` (default float16)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--amp", action="store_true", default=False)
+    parser.add_argument("--amp-dtype", default="float16", type=str)
+    return parser
+
+
+def dtype_parser() -> argparse.ArgumentParser:
+    """A script whose ``--amp_dtype`` converts to a torch dtype itself."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mixed_precision", action="store_true")
+    parser.add_argument("--amp_dtype", type=lambda s: getattr(torch, s), default=torch.float16)
+    return parser
+
+
+def hf_parser() -> argparse.ArgumentParser:
+    """HF-Trainer-style boolean ``--fp16`` / ``--bf16``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--bf16", action="store_true")
+    return parser
+
+
+def bare_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser()
+
+
+OTHER_SCRIPTS = [
+    # diffusers / Accelerate: the text value is the request ("no" is off, not a switch that is on)
+    (diffusers_parser, [], "fp32"),
+    (diffusers_parser, ["--mixed_precision", "no"], "fp32"),
+    (diffusers_parser, ["--mixed_precision", "fp16"], "fp16-mixed"),
+    (diffusers_parser, ["--mixed_precision", "bf16"], "bf16-mixed"),
+    (diffusers_parser, ["--mixed_precision", "fp8", "--fp8-emulate"], "fp8-mixed"),
+    (diffusers_parser, ["--mixed_precision", "bf16", "--precision", "bf16-mixed"], "bf16-mixed"),  # agree
+    (diffusers_parser, ["--mixed_precision", "bf16", "--amp_dtype", "bf16"], "bf16-mixed"),  # ampkit's dtype
+    (diffusers_parser, ["--mixed_precision", "no", "--amp"], "bf16-mixed"),  # --amp on a CPU
+    (accelerate_parser, [], "fp32"),
+    (accelerate_parser, ["--mixed_precision", "NO"], "fp32"),
+    (accelerate_parser, ["--mixed_precision", "none"], "fp32"),
+    (accelerate_parser, ["--mixed_precision", "false"], "fp32"),
+    (accelerate_parser, ["--mixed_precision", "off"], "fp32"),
+    (accelerate_parser, ["--mixed_precision", "0"], "fp32"),
+    (accelerate_parser, ["--mixed_precision", ""], "fp32"),
+    (accelerate_parser, ["--mixed_precision", " BF16 "], "bf16-mixed"),
+    (accelerate_parser, ["--mixed_precision", "bfloat16"], "bf16-mixed"),
+    # timm: an explicit --amp-dtype is a request even when it equals the script's default
+    (timm_parser, [], "fp32"),
+    (timm_parser, ["--amp"], "bf16-mixed"),  # --amp alone: autocast's CPU dtype
+    (timm_parser, ["--amp", "--amp-dtype", "float16"], "fp16-mixed"),
+    (timm_parser, ["--amp", "--amp-dtype=float16"], "fp16-mixed"),
+    (timm_parser, ["--amp-dtype", "float16", "--amp"], "fp16-mixed"),
+    (timm_parser, ["--amp", "--amp-d", "float16"], "fp16-mixed"),  # argparse's abbreviation
+    (timm_parser, ["--amp", "--amp-dtype", "half"], "fp16-mixed"),
+    (timm_parser, ["--amp", "--amp-dtype", "fp16"], "fp16-mixed"),
+    (timm_parser, ["--amp", "--amp-dtype", "bfloat16"], "bf16-mixed"),
+    (timm_parser, ["--amp", "--amp-dtype", "bf16"], "bf16-mixed"),
+    (timm_parser, ["--amp-dtype", "float16"], "fp32"),  # the dtype only counts once the switch is on
+    # the 3DGS parser with ampkit's --amp: the script's dtype, typed, is a request
+    (splat_parser, ["--amp", "--amp_dtype", "fp16"], "fp16-mixed"),
+    (splat_parser, ["--amp", "--amp_dtype", "bf16"], "bf16-mixed"),
+    (splat_parser, ["--amp", "--amp_dtype=fp16"], "fp16-mixed"),
+    (dtype_parser, ["--mixed_precision"], "fp16-mixed"),
+    (dtype_parser, ["--mixed_precision", "--amp_dtype", "bfloat16"], "bf16-mixed"),
+    # HF Trainer style
+    (hf_parser, [], "fp32"),
+    (hf_parser, ["--bf16"], "bf16-mixed"),
+    (hf_parser, ["--fp16"], "fp16-mixed"),
+    (hf_parser, ["--bf16", "--precision", "bf16-mixed"], "bf16-mixed"),
+    # the README's legacy per-module flags, accepted by add_precision_args itself
+    (bare_parser, ["--gt_dca_mixed_precision"], "fp16-mixed"),
+    (bare_parser, ["--gt-dca-mixed-precision"], "fp16-mixed"),
+    (bare_parser, ["--gt_dca_mixed_precision", "--gt_dca_amp_dtype", "bf16"], "bf16-mixed"),
+    (splat_parser, ["--gt_dca_mixed_precision"], "fp16-mixed"),  # the script's default dtype
+    (splat_parser, ["--gt_dca_mixed_precision", "--gt_dca_amp_dtype=bf16"], "bf16-mixed"),
+    (diffusers_parser, ["--gt_dca_mixed_precision"], "fp16-mixed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "argv", "mode"), OTHER_SCRIPTS, ids=[f"{b.__name__}:{' '.join(a)}" for b, a, _ in OTHER_SCRIPTS]
+)
+def test_other_projects_flags_resolve_as_their_scripts_mean_them(build, argv: list[str], mode: str) -> None:  # type: ignore[no-untyped-def]
+    parser = add_precision_args(build())
+    legacy = any(arg.startswith("--gt") for arg in argv)
+    with pytest.warns(DeprecationWarning) if legacy else contextlib.nullcontext():
+        args = parser.parse_args(argv)
+    assert Precision.from_args(args, device="cpu", caps=CPU_PLAIN).name == mode
+
+
+BAD_SCRIPT_FLAGS = [
+    (
+        accelerate_parser,
+        ["--mixed_precision", "int8"],
+        "--mixed_precision 'int8': unknown value; valid: no, fp16, bf16, fp8",
+    ),
+    (
+        accelerate_parser,
+        ["--mixed_precision", "yes"],
+        "--mixed_precision 'yes': unknown value; valid: no, fp16, bf16, fp8",
+    ),
+    (
+        diffusers_parser,
+        ["--mixed_precision", "bf16", "--amp_dtype", "fp16"],
+        "conflicting precision flags: --mixed_precision bf16 (= bf16-mixed)",
+    ),
+    (
+        diffusers_parser,
+        ["--mixed_precision", "fp16", "--precision", "fp32"],
+        "conflicting precision flags: --precision fp32",
+    ),
+    (
+        timm_parser,
+        ["--amp", "--amp-dtype", "float8"],
+        "unknown --amp_dtype 'float8'; valid: fp16, bf16 (or float16, half, bfloat16)",
+    ),
+    (
+        hf_parser,
+        ["--fp16", "--bf16"],
+        "conflicting precision flags: --fp16 (= fp16-mixed) and --bf16 (= bf16-mixed); give one of them",
+    ),
+    (
+        hf_parser,
+        ["--bf16", "--amp", "--amp_dtype", "fp16"],
+        "conflicting precision flags: --amp (= fp16-mixed) and --bf16",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "argv", "needle"), BAD_SCRIPT_FLAGS)
+def test_bad_or_conflicting_script_flags_are_one_line(build, argv: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
+    args = add_precision_args(build()).parse_args(argv)
+    with pytest.raises(PrecisionError, match=re.escape(needle)) as err:
+        Precision.from_args(args, device="cpu", caps=CPU_PLAIN)
+    assert "\n" not in str(err.value)
+
+
+def test_explicit_fp16_on_a_cpu_warns_at_the_users_line_and_parses_do_not_leak() -> None:
+    parser = add_precision_args(timm_parser())
+    with pytest.warns(PrecisionWarning, match="no fp16 arithmetic in hardware") as seen:
+        prec = Precision.from_args(parser.parse_args(["--amp", "--amp-dtype", "float16"]), caps=CPU_PLAIN)
+    assert prec.name == "fp16-mixed" and prec.spec.grad_scaler
+    assert [w.filename for w in seen] == [__file__]
+    # the same parser again without the flag: the earlier parse's explicit dtype does not stick
+    assert Precision.from_args(parser.parse_args(["--amp"]), caps=CPU_PLAIN).name == "bf16-mixed"
+    assert parser.parse_args(["--amp"]).amp_dtype == "float16"  # the script still sees its own value
+
+
+def test_trainer_arguments_object_is_read_without_a_parser() -> None:
+    """``Precision.from_args(training_args)``: HF's TrainingArguments is not a namespace, but has .fp16/.bf16."""
+
+    class TrainingArguments:
+        fp16, bf16, device = False, True, "cpu"
+
+    assert Precision.from_args(TrainingArguments(), caps=CPU_PLAIN).name == "bf16-mixed"  # type: ignore[arg-type]
+
+
+def test_legacy_flags_are_hidden_and_warn_at_the_parse_args_line() -> None:
+    parser = add_precision_args(splat_parser())
+    assert "gt_dca" not in parser.format_help() and "gt-dca" not in parser.format_usage()
+    with pytest.warns(
+        DeprecationWarning, match="--gt_dca_mixed_precision is deprecated.*use --mixed_precision"
+    ) as seen:
+        args = parser.parse_args(["--gt_dca_mixed_precision"])
+    assert [w.filename for w in seen] == [__file__]
+    assert args.mixed_precision is True and not hasattr(args, "gt_dca_mixed_precision")
+    # the legacy dtype takes the script's choices
+    with pytest.raises(SystemExit), pytest.warns(DeprecationWarning):
+        parser.parse_args(["--mixed_precision", "--gt_dca_amp_dtype", "int4"])
+    assert "--gt-dca-mixed-precision" in add_precision_args(parser)._option_string_actions  # twice: no clash
+
+
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+DEVICES = [
+    (
+        {"device": "cuda"},
+        "--device cuda: no CUDA device here (torch.cuda.is_available() is False); valid: cpu",
+    ),
+    ({"device": "cuda:1"}, "--device cuda:1: no CUDA device here"),
+    (
+        {"device": "gpu"},
+        "--device 'gpu': unknown device; valid: cpu, cuda, cuda:N, mps, xpu, xpu:N (here: cpu)",
+    ),
+    ({"device": "cuda", "kw": "cuda"}, "device cuda: no CUDA device here"),
+]
+
+
+@pytest.mark.parametrize(("where", "needle"), DEVICES)
+def test_a_device_this_machine_lacks_is_one_line_not_a_traceback(
+    no_cuda: None, where: dict[str, str], needle: str
+) -> None:
+    parser = add_precision_args(argparse.ArgumentParser())
+    parser.add_argument("--device", default=where["device"])  # as most scripts do: cuda by default
+    args = parser.parse_args(["--amp"])
+    with pytest.raises(PrecisionError, match=re.escape(needle)) as err:
+        Precision.from_args(args, device=where.get("kw"))
+    assert "\n" not in str(err.value)
+
+
+def test_direct_construction_checks_the_device_too(no_cuda: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import H100
+
+    with pytest.raises(PrecisionError, match=re.escape("device cuda: no CUDA device here")):
+        Precision("bf16-mixed", "cuda")
+    with pytest.raises(PrecisionError, match=re.escape("device cuda: no CUDA device here")):
+        Precision.from_env({"USE_AMP": "1"}, device="cuda")
+    assert Precision("bf16-mixed", "cuda", caps=H100).device.type == "cuda"  # caps given: a played device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        PrecisionError, match=re.escape("device cuda:3: only 1 cuda device(s) here; valid: cpu, cuda")
+    ):
+        Precision("bf16-mixed", "cuda:3")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+import torch
 
-from ampkit.precision import PrecisionError, PrecisionRequest, from_env, resolve
+from ampkit.precision import Precision, PrecisionError, PrecisionRequest, canonical_mode, from_env, resolve
 
 CASES = [
     (PrecisionRequest(), {}, "fp32"),
@@ -20,6 +21,21 @@ CASES = [
     (PrecisionRequest(), {"USE_AMP": "1", "AMP_DTYPE": "fp16"}, "fp16-mixed"),
     (PrecisionRequest(), {"USE_AMP": "0", "AMP_DTYPE": "fp16"}, "fp32"),
     (PrecisionRequest(precision="fp32"), {"USE_AMP": "1"}, "fp32"),  # flags beat the environment
+    # a script's text --mixed_precision (diffusers / Accelerate), HF Trainer's --fp16 / --bf16
+    (PrecisionRequest(mixed_precision=True, mixed_dtype="bf16"), {}, "bf16-mixed"),
+    (PrecisionRequest(mixed_precision=True, mixed_dtype="fp16"), {}, "fp16-mixed"),
+    (PrecisionRequest(mixed_precision=True, mixed_dtype="fp8"), {}, "fp8-mixed"),
+    (PrecisionRequest(mixed_dtype="bf16"), {"USE_AMP": "1", "AMP_DTYPE": "fp16"}, "bf16-mixed"),
+    (PrecisionRequest(mixed_precision=True, mixed_dtype="bf16", amp_dtype="bfloat16"), {}, "bf16-mixed"),
+    (PrecisionRequest(bf16=True), {}, "bf16-mixed"),
+    (PrecisionRequest(fp16=True), {}, "fp16-mixed"),
+    (PrecisionRequest(bf16=True, precision="bf16-mixed"), {}, "bf16-mixed"),
+    # dtype spellings of --amp_dtype (timm's float16/bfloat16, half, a torch dtype)
+    (PrecisionRequest(amp=True, amp_dtype="float16"), {}, "fp16-mixed"),
+    (PrecisionRequest(amp=True, amp_dtype="half"), {}, "fp16-mixed"),
+    (PrecisionRequest(amp=True, amp_dtype="bfloat16"), {}, "bf16-mixed"),
+    (PrecisionRequest(amp=True, amp_dtype=torch.float16), {}, "fp16-mixed"),
+    (PrecisionRequest(mixed_precision=True, amp_dtype="torch.bfloat16"), {}, "bf16-mixed"),
 ]
 
 
@@ -82,6 +98,17 @@ def test_amp_on_a_cpu_without_bf16_warns_at_the_users_line() -> None:
             "unknown --amp_dtype 'fp8'; valid: fp16, bf16",
         ),
         (PrecisionRequest(amp_dtype="bf16"), "--amp_dtype bf16 needs --mixed_precision or --amp"),
+        (
+            PrecisionRequest(fp16=True, bf16=True),
+            "conflicting precision flags: --fp16 (= fp16-mixed",
+        ),
+        (PrecisionRequest(mixed_dtype="bf16", amp_dtype="fp16"), "--mixed_precision bf16 (= bf16-mixed"),
+        (
+            PrecisionRequest(mixed_dtype="int8"),
+            "--mixed_precision 'int8': unknown value; valid: no, fp16, bf16, fp8",
+        ),
+        (PrecisionRequest(bf16=True, precision="fp32"), "conflicting precision flags: --precision fp32"),
+        (PrecisionRequest(amp=True, amp_dtype="fp32"), "valid: fp16, bf16 (or float16, half, bfloat16"),
     ],
 )
 def test_conflicts_and_bad_values(request_: PrecisionRequest, needle: str) -> None:
@@ -95,3 +122,44 @@ def test_bad_env_values() -> None:
         from_env({"USE_AMP": "maybe"})
     with pytest.raises(PrecisionError, match="AMP_DTYPE 'int4'"):
         from_env({"USE_AMP": "1", "AMP_DTYPE": "int4"})
+
+
+# bare 16-bit dtype words name no mode (mixed or true?): the error says which two they could mean
+AMBIGUOUS = [
+    ("float16", "fp16-mixed (autocast, fp32 weights) or fp16-true (fp16 weights)"),
+    ("half", "fp16-mixed (autocast, fp32 weights) or fp16-true"),
+    (" Float16 ", "fp16-mixed (autocast, fp32 weights) or fp16-true"),
+    ("bfloat16", "bf16-mixed (autocast, fp32 weights) or bf16-true (bf16 weights)"),
+    (torch.float16, "fp16-mixed (autocast, fp32 weights) or fp16-true"),
+    (torch.bfloat16, "bf16-mixed (autocast, fp32 weights) or bf16-true"),
+    ("torch.bfloat16", "bf16-mixed (autocast, fp32 weights) or bf16-true"),
+]
+
+
+@pytest.mark.parametrize(("value", "choices"), AMBIGUOUS)
+def test_bare_16_bit_dtypes_are_ambiguous_and_name_both_choices(value: object, choices: str) -> None:
+    with pytest.raises(PrecisionError, match="is ambiguous") as err:
+        Precision(value)  # type: ignore[arg-type]
+    message = str(err.value)
+    assert f"valid: {choices}" in message and "\n" not in message and "unknown" not in message
+
+
+DTYPE_NAMES = [
+    (torch.float32, "fp32"),
+    (torch.float64, "fp64"),
+    ("torch.float32", "fp32"),
+    ("float32", "fp32"),
+    ("double", "fp64"),
+]
+
+
+@pytest.mark.parametrize(("value", "mode"), DTYPE_NAMES)
+def test_wide_dtypes_are_modes(value: object, mode: str) -> None:
+    assert canonical_mode(value) == mode
+    assert Precision(value).name == mode  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [torch.int8, torch.float8_e4m3fn, "float8"])
+def test_other_dtypes_stay_unknown(value: object) -> None:
+    with pytest.raises(PrecisionError, match="unknown precision"):
+        canonical_mode(value)

@@ -27,18 +27,20 @@ def _importlib_internal(frame: FrameType) -> bool:
     return "importlib" in name and "_bootstrap" in name
 
 
-def user_stacklevel() -> int:
+def user_stacklevel(skip_files: tuple[str, ...] = ()) -> int:
     """The ``stacklevel`` that makes a ``warnings.warn`` in the *caller* of this function name the
-    first frame outside ampkit (1 = that caller itself, when it is already outside)."""
+    first frame outside ampkit (1 = that caller itself, when it is already outside); frames of
+    ``skip_files`` (e.g. ``argparse.__file__`` for a warning from an argparse action) are passed too."""
     frame = sys._getframe(1)  # the function that will call warnings.warn
     level = 1
-    while frame.f_back is not None and _inside_ampkit(frame):
+    while frame.f_back is not None and (_inside_ampkit(frame) or frame.f_code.co_filename in skip_files):
         frame = frame.f_back
         if not _importlib_internal(frame):
             level += 1
     return level
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn(message, category)`` pointing at the first frame outside the ampkit package."""
-    warnings.warn(message, category, stacklevel=user_stacklevel())
+def warn(message: str, category: type[Warning] = UserWarning, *, skip_files: tuple[str, ...] = ()) -> None:
+    """``warnings.warn(message, category)`` pointing at the first frame outside the ampkit package
+    (and outside ``skip_files``)."""
+    warnings.warn(message, category, stacklevel=user_stacklevel(skip_files))

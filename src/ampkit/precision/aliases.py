@@ -1,12 +1,16 @@
 """Every spelling of a precision users bring from other tools, normalised in one place.
 
 Lightning (``"16-mixed"``, ``"bf16-true"``, ``32``...), Accelerate (``"no"``, ``"fp16"``,
-``"bf16"``) and ampkit's canonical names all resolve through :func:`canonical_mode`.
+``"bf16"``) and ampkit's canonical names all resolve through :func:`canonical_mode`, and so do
+``torch.float32`` / ``torch.float64``. A bare 16-bit dtype (``"float16"``, ``"half"``,
+``torch.bfloat16``...) names no mode: it could be mixed or true, and the error says so.
 """
 
 from __future__ import annotations
 
-from .modes import CANONICAL
+import torch
+
+from .modes import CANONICAL, dtype_name
 
 
 class PrecisionError(ValueError):
@@ -37,6 +41,13 @@ _ALIASES: dict[str, str] = {
     "float": "fp32",
 }
 
+#: Dtype words that could mean a mixed or a true-half mode: the two choices each stands for.
+AMBIGUOUS: dict[str, tuple[str, str]] = {
+    "float16": ("fp16-mixed", "fp16-true"),
+    "half": ("fp16-mixed", "fp16-true"),
+    "bfloat16": ("bf16-mixed", "bf16-true"),
+}
+
 #: Every accepted spelling mapped to its canonical mode (canonical names map to themselves).
 ALIASES: dict[str, str] = {**{name: name for name in CANONICAL}, **_ALIASES}
 
@@ -48,11 +59,24 @@ def valid_spellings() -> str:
 
 
 def canonical_mode(value: object) -> str:
-    """Resolve any accepted spelling (str or int like Lightning's ``16``) to a canonical mode name.
+    """Resolve any accepted spelling (str, int like Lightning's ``16``, or ``torch.float32`` /
+    ``torch.float64``) to a canonical mode name.
 
-    Case, surrounding blanks and ``_`` vs ``-`` do not matter. Raises :class:`PrecisionError`.
+    Case, surrounding blanks, a ``torch.`` prefix and ``_`` vs ``-`` do not matter. Raises
+    :class:`PrecisionError`, which for a bare 16-bit dtype names the two modes it could mean.
     """
-    key = str(value).strip().lower().replace("_", "-")
+    if isinstance(value, torch.dtype) and not value.is_floating_point:
+        key = str(value)  # torch.int8 is a dtype, not a request for int8-qat
+    else:
+        text = dtype_name(value) if isinstance(value, torch.dtype) else str(value)
+        key = text.strip().lower().removeprefix("torch.").replace("_", "-")
     if key in ALIASES:
         return ALIASES[key]
+    if key in AMBIGUOUS:
+        mixed, true = AMBIGUOUS[key]
+        bits = mixed.split("-")[0]
+        raise PrecisionError(
+            f"precision {value!r} is ambiguous (mixed or true {bits}?); "
+            f"valid: {mixed} (autocast, fp32 weights) or {true} ({bits} weights)"
+        )
     raise PrecisionError(f"unknown precision {value!r}; valid: {valid_spellings()}")

@@ -5,26 +5,23 @@ Adds ``--precision``, the seeds' ``--mixed_precision`` / ``--amp_dtype`` / ``--a
 parser does not define already: a training script's own ``--mixed_precision`` / ``--amp_dtype``
 stay as the script wrote them, and :class:`FlagOwners` (stored on the parser and as a default on
 the parsed namespace) tells ``Precision.from_args`` which flags are whose, so the script's flags
-are read the way the script meant them. Old per-module flags (``--gt_dca_mixed_precision``,
-``--gt_dca_amp_dtype``) are rewritten by :func:`rewrite_legacy_flags` with a deprecation warning
-naming the new flag.
+are read the way the script meant them. The script's own flags are also made to note on the
+namespace when they were given on the command line, so an explicit ``--amp-dtype float16`` is
+told from the same value as the script's default. HF-Trainer-style ``--fp16`` / ``--bf16``
+switches a script defines are read too (never added). The old per-module flags
+(``--gt_dca_mixed_precision``, ``--gt_dca_amp_dtype``) are accepted, hidden from ``--help``
+(:mod:`.legacy_flags`, which also has :func:`rewrite_legacy_flags` for an argv).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..warn import warn
 from .aliases import valid_spellings
-
-_LEGACY = re.compile(
-    r"^--(?P<name>[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)*?)[_-](?P<what>mixed[_-]precision|amp[_-]dtype)(?P<rest>=.*)?$"
-)
-_CURRENT = {"mixed-precision", "mixed_precision", "amp-dtype", "amp_dtype"}
+from .legacy_flags import LEGACY_FLAGS, LegacyFlag
+from .legacy_flags import rewrite_legacy_flags as rewrite_legacy_flags
 
 #: The namespace attribute (a parser default) that carries :class:`FlagOwners` to ``from_args``.
 OWNERS_ATTR = "_ampkit_precision_flags"
@@ -48,7 +45,11 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
     (
         "amp_dtype",
-        dict(default=None, metavar="{fp16,bf16}", help="autocast dtype for --mixed_precision / --amp."),
+        dict(
+            default=None,
+            metavar="{fp16,bf16}",
+            help="autocast dtype for --mixed_precision / --amp (float16, half, bfloat16 also taken).",
+        ),
     ),
     (
         "amp",
@@ -75,6 +76,10 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
+#: A script's own precision switches that ampkit reads but never adds (HF Trainer's ``--fp16`` / ``--bf16``).
+_READ_ONLY = ("fp16", "bf16")
+
+
 @dataclass(frozen=True)
 class FlagOwners:
     """Which precision flags ampkit added to a parser and which the script already had."""
@@ -85,6 +90,10 @@ class FlagOwners:
     """``(name, namespace attribute)`` of every precision flag; the script's own dest where it has one."""
     script_defaults: tuple[tuple[str, Any], ...] = field(default=())
     """``(name, default)`` of the flags the script defined itself."""
+    tracked: frozenset[str] = frozenset()
+    """Names of the script's flags whose actions note on the namespace when they are given."""
+    given: frozenset[str] = frozenset()
+    """Names of tracked flags given on the command line this parse (set on the parsed namespace)."""
 
     def dest(self, name: str) -> str:
         """The namespace attribute that holds flag ``name``."""
@@ -97,6 +106,16 @@ class FlagOwners:
     def script_default(self, name: str) -> Any:
         """The default the script gave its own flag ``name`` (None when ampkit added it)."""
         return dict(self.script_defaults).get(name)
+
+    def given_explicitly(self, name: str, value: Any) -> bool:
+        """Whether flag ``name`` (now holding ``value``) was typed rather than left at its default.
+
+        Exact for the flags :func:`add_precision_args` tracks; for others (a namespace that never
+        met it) a value other than the script's default counts as typed.
+        """
+        if name in self.tracked:
+            return name in self.given
+        return bool(value != self.script_default(name))
 
 
 def both_spellings(name: str) -> list[str]:
@@ -111,6 +130,40 @@ def _existing(parser: argparse.ArgumentParser, name: str) -> argparse.Action | N
     return next((actions[s] for s in both_spellings(name) if s in actions), None)
 
 
+def _tracking_class(cls: type[argparse.Action]) -> type[argparse.Action]:
+    """A subclass of ``cls`` whose ``__call__`` (argparse runs it only for a flag on the command
+    line, never for a default) also adds the action's precision flag names to ``given``."""
+    cached = _TRACKING.get(cls)
+    if cached is not None:
+        return cached
+
+    def __call__(self: Any, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        cls.__call__(self, parser, namespace, values, option_string)
+        owners = getattr(namespace, OWNERS_ATTR, None)
+        if isinstance(owners, FlagOwners):
+            setattr(namespace, OWNERS_ATTR, replace(owners, given=owners.given | self._ampkit_names))
+
+    sub = type(
+        cls.__name__, (cls,), {"__call__": __call__, "_ampkit_tracking": True, "__module__": cls.__module__}
+    )
+    _TRACKING[cls] = sub
+    return sub
+
+
+_TRACKING: dict[type[argparse.Action], type[argparse.Action]] = {}
+
+
+def _track(action: argparse.Action, name: str) -> bool:
+    """Make the script's ``action`` note when it is given; False where its class cannot be swapped."""
+    try:
+        if not getattr(type(action), "_ampkit_tracking", False):
+            action.__class__ = _tracking_class(type(action))
+        action._ampkit_names = getattr(action, "_ampkit_names", frozenset()) | {name}  # type: ignore[attr-defined]
+    except TypeError:
+        return False
+    return True
+
+
 def add_precision_args(
     parser: argparse.ArgumentParser, *, group_title: str = "precision"
 ) -> argparse.ArgumentParser:
@@ -119,11 +172,13 @@ def add_precision_args(
     A flag the parser already defines in any spelling (a training script's own
     ``--mixed_precision`` or ``--amp_dtype {fp16,bf16}`` with default fp16) is left alone;
     ``Precision.from_args`` then reads it as such scripts do: the dtype counts only once the
-    switch is on. Calling this twice on one parser adds nothing the second time.
+    switch is on, and once it is, the script's default dtype only where no ``--amp_dtype`` was
+    typed and the script's switch asks for it. Calling this twice on one parser adds nothing the
+    second time.
     """
     before: FlagOwners | None = getattr(parser, "ampkit_precision_flags", None)
     added = set(before.added) if before else set()
-    dests, script_defaults = [], []
+    dests, script_defaults, tracked = [], [], set()
     group: Any = None
     for name, kwargs in _FLAGS:
         action = _existing(parser, name)
@@ -137,25 +192,22 @@ def add_precision_args(
             dests.append((name, action.dest))
             if name not in added:
                 script_defaults.append((name, action.default))
-    owners = FlagOwners(frozenset(added), tuple(dests), tuple(script_defaults))
+                if _track(action, name):
+                    tracked.add(name)
+    for name in _READ_ONLY:
+        action = _existing(parser, name)
+        if action is not None:
+            dests.append((name, action.dest))
+            script_defaults.append((name, action.default))
+            if _track(action, name):
+                tracked.add(name)
+    for legacy, name in LEGACY_FLAGS:
+        target = _existing(parser, name)
+        if target is not None and _existing(parser, legacy) is None:  # hidden from --help
+            parser.add_argument(
+                *both_spellings(legacy), action=LegacyFlag, target=target, help=argparse.SUPPRESS
+            )
+    owners = FlagOwners(frozenset(added), tuple(dests), tuple(script_defaults), frozenset(tracked))
     parser.ampkit_precision_flags = owners  # type: ignore[attr-defined]
     parser.set_defaults(**{OWNERS_ATTR: owners})
     return parser
-
-
-def rewrite_legacy_flags(argv: Sequence[str], *, known: Iterable[str] = ()) -> list[str]:
-    """Rewrite ``--<name>_mixed_precision`` / ``--<name>_amp_dtype`` to the global flags, warning once each.
-
-    ``known`` lists option strings the parser already defines, which are never rewritten.
-    """
-    keep = set(known)
-    out: list[str] = []
-    for arg in argv:
-        match = _LEGACY.match(arg)
-        if arg in keep or not match or match["name"].replace("_", "-") in ("", "no") or arg[2:] in _CURRENT:
-            out.append(arg)
-            continue
-        new = "--mixed_precision" if match["what"].replace("-", "_") == "mixed_precision" else "--amp_dtype"
-        warn(f"{arg.split('=')[0]} is deprecated: precision is global now, use {new}", DeprecationWarning)
-        out.append(new + (match["rest"] or ""))
-    return out
