@@ -3,15 +3,25 @@
 - :mod:`.wrapper`: :class:`PrecisionOptimizer` itself;
 - :mod:`.outcome`: :class:`StepOutcome` and the reasons a step is not applied;
 - :mod:`.rebind`: carrying a scheduler over to a rebuilt optimizer;
-- :mod:`.scaler_state`: the GradScaler record the wrapper reads.
+- :mod:`.scaler_state`: the GradScaler record the wrapper reads;
+- :mod:`.settings` / :mod:`.guards`: what it wraps and accepts; :mod:`.several`: several optimizers;
+- :mod:`.half_eps`: a float16-safe ``eps``; :mod:`.weights`: naming inf/NaN already in the weights.
 """
 
 from .finite import grads_finite
-from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome, is_finite
+from .outcome import (
+    NO_GRADIENTS,
+    NONFINITE_GRADIENTS,
+    NONFINITE_WEIGHTS,
+    SCALER_SKIPPED,
+    StepOutcome,
+    is_finite,
+)
 from .wrapper import PrecisionOptimizer
 
 __all__ = [
     "NONFINITE_GRADIENTS",
+    "NONFINITE_WEIGHTS",
     "NO_GRADIENTS",
     "SCALER_SKIPPED",
     "PrecisionOptimizer",

@@ -20,10 +20,13 @@ def exactly_finite(grads: list[torch.Tensor]) -> bool:
     return math.isfinite(float(nn.utils.get_total_norm(grads, norm_type=math.inf)))
 
 
-def grads_finite(grads: list[torch.Tensor]) -> bool:
-    """Every gradient entry finite: one fused 2-norm (foreach kernels per device and dtype), one host sync.
+def grads_finite(grads: list[torch.Tensor], norm: float | None = None) -> bool:
+    """Every gradient entry finite: one fused 2-norm (foreach kernels per device and dtype), one host sync;
+    none when their 2-norm ``norm`` is known already (clipping, tracking).
 
     A non-finite 2-norm is confirmed on the entries themselves (the 2-norm of large finite fp16
     gradients can overflow), which costs a second pass only on steps that look bad.
     """
-    return math.isfinite(float(nn.utils.get_total_norm(grads))) or exactly_finite(grads)
+    if norm is None:
+        norm = float(nn.utils.get_total_norm(grads))
+    return math.isfinite(norm) or exactly_finite(grads)

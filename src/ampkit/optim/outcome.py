@@ -9,6 +9,7 @@ from dataclasses import dataclass
 NO_GRADIENTS = "no gradients"
 NONFINITE_GRADIENTS = "non-finite gradients"
 SCALER_SKIPPED = "scaler skipped (inf/NaN)"
+NONFINITE_WEIGHTS = "non-finite weights"
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class StepOutcome:
     """Loss scale after the scaler's update (halved after a skipped step)."""
     reason: str | None = None
     """Why the step was not applied: ``"no gradients"``, ``"non-finite gradients"`` (modes without a
-    scaler, ``skip_nonfinite``) or ``"scaler skipped (inf/NaN)"``; None when it was applied."""
+    scaler, ``skip_nonfinite``), ``"scaler skipped (inf/NaN)"`` or ``"non-finite weights"`` (either skip, when
+    the weights themselves already hold inf/NaN: an earlier applied update wrote them); None when applied."""
 
     @property
     def skipped(self) -> bool:

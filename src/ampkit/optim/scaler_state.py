@@ -1,11 +1,12 @@
-"""The three places where :class:`PrecisionOptimizer` reads ``GradScaler``'s per-optimizer record.
+"""Where :class:`PrecisionOptimizer` reads or edits ``GradScaler``'s per-optimizer record.
 
 ``torch.amp.GradScaler`` remembers, per optimizer (keyed by ``id``), whether its gradients
 were already unscaled this step and the inf checks that produced. ``PrecisionOptimizer``
 needs that record to accept a hand-written ``opt.scaler.unscale_(opt.optimizer)``, to end a
-step in which no parameter has a gradient, and to carry an unscale over to a rebuilt
-optimizer. The record (``_per_optimizer_states``) has had this shape since torch 1.6; when it
-is missing these helpers report "nothing recorded" and the callers take the plain path.
+step in which no parameter has a gradient, to carry an unscale over to a rebuilt optimizer,
+and to make several optimizers behind one scaler skip together. The record
+(``_per_optimizer_states``) has had this shape since torch 1.6; when it is missing these
+helpers report "nothing recorded" and the callers take the plain path.
 """
 
 from __future__ import annotations
@@ -49,3 +50,28 @@ def move(scaler: torch.amp.GradScaler, old: torch.optim.Optimizer, new: torch.op
         return False
     scaler._per_optimizer_states[id(new)] = scaler._per_optimizer_states.pop(id(old))
     return True
+
+
+def share_inf_checks(
+    scaler: torch.amp.GradScaler,
+    optimizers: list[torch.optim.Optimizer],
+    stepping: list[torch.optim.Optimizer],
+) -> None:
+    """One skip decision for several optimizers behind one scaler, all unscaled already: the records of
+    ``stepping`` get the sum of all their inf checks (on the device, no sync), so ``scaler.step`` skips
+    all or none; the others (no gradient: not stepped) lose theirs.
+
+    torch's multi-optimizer recipe lets each optimizer decide alone (one may step while another
+    skips); while every gradient is finite both step the same."""
+    states = getattr(scaler, "_per_optimizer_states", None)
+    for optimizer in optimizers:
+        if isinstance(states, dict) and not any(optimizer is o for o in stepping):
+            states.pop(id(optimizer), None)
+    records = [r for r in (_record(scaler, o) for o in stepping) if r is not None]
+    checks = [t for r in records for t in r["found_inf_per_device"].values()]
+    if len(records) < 2 or not checks:
+        return
+    device = checks[0].device
+    total = torch.stack([t.to(device) for t in checks]).sum()
+    for record in records:
+        record["found_inf_per_device"] = {device: total}

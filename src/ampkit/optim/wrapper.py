@@ -5,6 +5,8 @@ path for every mode: a disabled GradScaler is a no-op, so fp32, bf16 and fp16 ru
 lines. The order is the one that is easy to get wrong by hand: scaled backward ->
 (accumulate) -> unscale (once, also when the user asked for it with :meth:`unscale_`) -> clip
 -> non-finite check -> step -> scaler update -> scheduler (only if the step was applied) -> zero_grad.
+Several optimizers behind one loss share the scaler, the clip and the skip decision (:mod:`.several`);
+what the constructor accepts is checked in :mod:`.guards`.
 """
 
 from __future__ import annotations
@@ -17,35 +19,29 @@ import torch
 from torch import nn
 
 from ..precision import Precision, PrecisionError
-from . import scaler_state
-from .finite import exactly_finite, grads_finite
-from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome, is_finite
-from .rebind import carry_schedule, repoint_scheduler
-
-_UNSCALED_BACKWARD = (
-    "optimizer step without a scaled backward: loss.backward() was called directly, so the loss was "
-    "never scaled; call opt.backward(loss) instead"
-)
+from . import guards, scaler_state, several
+from .finite import grads_finite
+from .half_eps import raise_half_eps
+from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome
+from .settings import Wrapped, has_grads
+from .weights import WeightWatch
 
 
-def _is_ddp(model: nn.Module | None) -> bool:
-    return isinstance(model, nn.parallel.DistributedDataParallel)
-
-
-class PrecisionOptimizer:
+class PrecisionOptimizer(Wrapped):
     """Wraps ``optimizer`` with ``precision``'s loss scaling, plus accumulation and clipping.
 
     Use ``backward(loss)`` once per micro-batch (inside ``sync_context()`` under DDP), then
     ``step()`` when :attr:`ready`; ``unscale_()`` in between when you need the true gradients.
-    ``grad_norm`` is computed when clipping or when ``track_grad_norm`` is set.
+    ``grad_norm`` is computed when clipping or when ``track_grad_norm`` is set (a clip of 0: none).
     ``skip_nonfinite`` (default on) skips updates with inf/NaN gradients in modes without a
-    loss scaler too, as the GradScaler does for fp16-mixed.
+    loss scaler too, as the GradScaler does for fp16-mixed. ``optimizer`` may be a list (one
+    loss, several optimizers); ``precision`` a mode name (:func:`.guards.as_precision`).
     """
 
     def __init__(
         self,
-        optimizer: torch.optim.Optimizer,
-        precision: Precision,
+        optimizer: torch.optim.Optimizer | list[torch.optim.Optimizer],
+        precision: Precision | str,
         *,
         model: nn.Module | None = None,
         accumulate: int = 1,
@@ -55,14 +51,14 @@ class PrecisionOptimizer:
         track_grad_norm: bool = False,
         skip_nonfinite: bool = True,
     ):
-        if accumulate < 1:
-            raise PrecisionError(f"accumulate={accumulate}; valid: an integer >= 1")
-        self.optimizer = optimizer
-        self.precision = precision
-        self.model = model
-        self.accumulate = accumulate
+        optimizers = guards.as_optimizers(optimizer)
+        self.accumulate = accumulate  # the setters check these three
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
+        precision = guards.as_precision(precision, optimizers)
+        self._optimizers = optimizers
+        self.precision = precision
+        self.model = model
         self.scheduler = scheduler
         self.track_grad_norm = track_grad_norm
         #: Skip the update when a gradient is inf/NaN in modes without a scaler (bf16, fp32, true-half),
@@ -74,26 +70,10 @@ class PrecisionOptimizer:
         self.skipped_steps = 0
         self._micro = 0
         self._unscaled = False  # gradients hold their true values until the next step
-        self._check_param_dtypes(self._params(optimizer))
-
-    # -- guards -----------------------------------------------------------------------------------
-    def _params(self, optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
-        groups = (optimizer or self.optimizer).param_groups
-        return [p for group in groups for p in group["params"]]
-
-    def _grads(self) -> list[torch.Tensor]:
-        return [p.grad for p in self._params() if p.grad is not None]
-
-    def _check_param_dtypes(self, params: list[torch.Tensor]) -> None:
-        if not self.scaler.is_enabled():
-            return
-        half = [p for p in params if p.requires_grad and p.dtype == torch.float16]
-        if half:
-            raise PrecisionError(
-                f"{len(half)} trainable parameters are float16 under a GradScaler, which cannot unscale fp16 "
-                "gradients ('Attempting to unscale FP16 gradients'): keep fp32 weights (fp16-mixed: "
-                "precision.prepare(model) leaves them fp32) or use fp16-true, which runs without a scaler"
-            )
+        self._watch = WeightWatch()
+        guards.check_half_params(self.scaler, self._params())
+        raise_half_eps(optimizers, precision.name)
+        self._note_scaler()
 
     # -- the loop -------------------------------------------------------------------------------
     @property
@@ -103,7 +83,7 @@ class PrecisionOptimizer:
 
     def sync_context(self) -> contextlib.AbstractContextManager[Any]:
         """``model.no_sync()`` for micro-batches before the last one when the model is DDP-wrapped."""
-        if _is_ddp(self.model) and self._micro + 1 < self.accumulate:
+        if isinstance(self.model, nn.parallel.DistributedDataParallel) and self._micro + 1 < self.accumulate:
             assert self.model is not None
             return self.model.no_sync()  # type: ignore[operator]
         return contextlib.nullcontext()
@@ -127,20 +107,19 @@ class PrecisionOptimizer:
         if self._unscaled:
             return
         if 0 < self._micro < self.accumulate:
-            raise PrecisionError(
-                f"opt.unscale_() after {self._micro} of {self.accumulate} micro-batches: the gradients are "
-                "complete once opt.ready; call it after the last opt.backward() and before opt.step()"
-            )
+            raise PrecisionError(guards.not_ready("unscale_", self._micro, self.accumulate))
         self._unscale()
 
     def _unscale(self) -> None:
         if self._unscaled:
             return
-        pending = self.scaler.is_enabled() and not scaler_state.already_unscaled(self.scaler, self.optimizer)
-        if pending and self._grads():  # no gradients: nothing to unscale, no empty inf check recorded
-            if self._micro == 0:
-                raise PrecisionError(_UNSCALED_BACKWARD)
-            self.scaler.unscale_(self.optimizer)
+        if self.scaler.is_enabled():  # no gradients: nothing to unscale, no empty inf check recorded
+            done = scaler_state.already_unscaled
+            pending = [o for o in self._optimizers if has_grads(o) and not done(self.scaler, o)]
+            if pending and self._micro == 0:
+                raise PrecisionError(guards.unscaled_backward(self._another_scaled()))
+            for optimizer in pending:
+                self.scaler.unscale_(optimizer)
         self._unscaled = True
 
     def _norm(self, grads: list[torch.Tensor]) -> torch.Tensor | None:
@@ -158,40 +137,47 @@ class PrecisionOptimizer:
         if self.clip_grad_value is not None:
             nn.utils.clip_grad_value_(params, self.clip_grad_value)
 
-    def _finite(self, grads: list[torch.Tensor], grad_norm: float | None) -> bool:
-        """Whether the gradients are finite; free when the norm is known (a non-finite 2-norm is confirmed
-        on the gradients themselves: in fp16-true the norm of finite gradients can overflow)."""
-        if grad_norm is None:
-            return grads_finite(grads)
-        return is_finite(grad_norm) or exactly_finite(grads)
-
     def step(self) -> StepOutcome:
         """Unscale -> clip -> check -> step -> scaler update -> scheduler -> zero_grad; returns the outcome.
 
         Never raises for a step it cannot apply: no gradient at all, non-finite gradients
         (``skip_nonfinite``) and scaler skips come back as ``applied=False`` with a ``reason``.
+        Raises in the middle of an accumulation (before :attr:`ready`), as :meth:`unscale_` does.
         """
+        if 0 < self._micro < self.accumulate:
+            raise PrecisionError(guards.not_ready("step", self._micro, self.accumulate))
         enabled = self.scaler.is_enabled()
         scale = self.scaler.get_scale() if enabled else None
         grads = self._grads()
         if not grads:
-            scaler_state.settle(self.scaler, self.optimizer)  # an unscale_() whose gradients were dropped
+            for optimizer in self._optimizers:  # an unscale_() whose gradients were dropped
+                scaler_state.settle(self.scaler, optimizer)
             next_scale = self.scaler.get_scale() if enabled else None
             return self._finish(False, None, scale, next_scale, NO_GRADIENTS)
         if enabled and self._micro == 0:
-            raise PrecisionError(_UNSCALED_BACKWARD)
+            raise PrecisionError(guards.unscaled_backward(self._another_scaled()))
         norm = self._norm(grads)
         grad_norm = None if norm is None else float(norm)  # the one host sync, when a norm is wanted
-        if not enabled and self.skip_nonfinite and not self._finite(grads, grad_norm):
-            return self._finish(False, grad_norm, None, None, NONFINITE_GRADIENTS)
+        if not enabled and self.skip_nonfinite and not grads_finite(grads, grad_norm):
+            return self._finish(False, grad_norm, None, None, self._skip_reason(NONFINITE_GRADIENTS))
         self._clip(norm)
-        self.scaler.step(self.optimizer)  # a disabled scaler just calls optimizer.step()
+        stepping = [o for o in self._optimizers if has_grads(o)]
+        if enabled and len(self._optimizers) > 1:  # one skip decision for all (torch: one per optimizer)
+            self._unscale()
+            scaler_state.share_inf_checks(self.scaler, self._optimizers, stepping)
+        for optimizer in stepping:
+            self.scaler.step(optimizer)  # a disabled scaler just calls optimizer.step()
         if not enabled:
             return self._finish(True, grad_norm, None, None, None)
         self.scaler.update()
         next_scale = self.scaler.get_scale()
         applied = scale is not None and next_scale >= scale
-        return self._finish(applied, grad_norm, scale, next_scale, None if applied else SCALER_SKIPPED)
+        reason = None if applied else self._skip_reason(SCALER_SKIPPED)
+        return self._finish(applied, grad_norm, scale, next_scale, reason)
+
+    def _skip_reason(self, default: str) -> str:
+        """``default``, or ``"non-finite weights"`` when an earlier update wrote inf/NaN (warned once)."""
+        return self._watch.reason(self._params(), self.steps + 1, self.precision.name, default)
 
     def _finish(
         self,
@@ -203,32 +189,39 @@ class PrecisionOptimizer:
     ) -> StepOutcome:
         self.steps += 1
         if applied:
-            if self.scheduler is not None:
-                self.scheduler.step()
+            self._watch.last_applied = self.steps
+            for scheduler in several.as_schedulers(self.scheduler):
+                scheduler.step()
         else:
             self.skipped_steps += 1
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self._optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self._micro = 0
         self._unscaled = False
         return StepOutcome(self.steps, applied, grad_norm, scale, next_scale, reason)
 
     # -- changing what is wrapped -------------------------------------------------------------
-    def rebind(self, optimizer: torch.optim.Optimizer, *, scheduler: Any | None = None) -> None:
+    def rebind(
+        self, optimizer: torch.optim.Optimizer | list[torch.optim.Optimizer], *, scheduler: Any | None = None
+    ) -> None:
         """Wrap ``optimizer`` from now on (rebuilt after densification or pruning), keeping the step
         counters, the loss scale and the scheduler — re-pointed at ``optimizer``, each new param
         group continuing the schedule of the old group with the same ``"name"`` (else position), or
-        ``scheduler`` instead when given. Editing ``param_groups`` in place needs no call at all."""
-        old = self.optimizer
-        if optimizer is old:
-            return
-        self._check_param_dtypes(self._params(optimizer))
-        if self._unscaled and self.scaler.is_enabled():
-            scaler_state.move(self.scaler, old, optimizer)  # this step's gradients stay unscaled once
+        ``scheduler`` instead when given. Editing ``param_groups`` in place needs no call at all.
+        A wrapper of several optimizers takes a list of as many (the unchanged ones as they are)."""
+        new = guards.as_optimizers(optimizer, count=len(self._optimizers))
+        pairs = [(old, fresh) for old, fresh in zip(self._optimizers, new) if fresh is not old]
+        if pairs:
+            guards.check_half_params(self.scaler, self._params([fresh for _, fresh in pairs]))
+            raise_half_eps([fresh for _, fresh in pairs], self.precision.name)
+        for old, fresh in pairs:
+            if self._unscaled and self.scaler.is_enabled():
+                scaler_state.move(self.scaler, old, fresh)  # this step's gradients stay unscaled once
         if scheduler is not None:
             self.scheduler = scheduler
-        elif self.scheduler is not None:
-            repoint_scheduler(self.scheduler, optimizer, carry_schedule(old, optimizer))
-        self.optimizer = optimizer
+        else:
+            several.repoint_schedules(several.as_schedulers(self.scheduler), pairs, len(new) == 1)
+        self._optimizers = new
 
     def set_precision(self, precision: Precision) -> None:
         """Switch to another precision mid-run (numerics fallback): a fresh scaler for the new mode;
@@ -236,12 +229,15 @@ class PrecisionOptimizer:
         self.precision = precision
         self.scaler = precision.make_scaler()
         self._unscaled = False
-        self._check_param_dtypes(self._params())
+        guards.check_half_params(self.scaler, self._params())
+        raise_half_eps(self._optimizers, precision.name)
+        self._note_scaler()
 
     def zero_grad(self) -> None:
         """Drop gradients and any partial accumulation."""
-        scaler_state.settle(self.scaler, self.optimizer)
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self._optimizers:
+            scaler_state.settle(self.scaler, optimizer)
+            optimizer.zero_grad(set_to_none=True)
         self._micro = 0
         self._unscaled = False
 
@@ -253,22 +249,22 @@ class PrecisionOptimizer:
 
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer, scaler and scheduler state plus step counters."""
+        """Optimizer, scaler and scheduler state plus step counters (lists where lists were given)."""
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": several.state_of(self._optimizers if len(self._optimizers) > 1 else self.optimizer),
             "scaler": self.scaler.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scheduler": several.state_of(self.scheduler),
             "steps": self.steps,
             "skipped_steps": self.skipped_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (scaler included)."""
-        self.optimizer.load_state_dict(state["optimizer"])
+        several.load_into(self._optimizers, state["optimizer"], "optimizer")
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+            several.load_into(self.scheduler, state["scheduler"], "scheduler")
         self.steps = int(state.get("steps", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self._micro = 0
