@@ -69,7 +69,7 @@ def test_dash_underscore_and_legacy_flags(tmp_path: Path, capsys: pytest.Capture
     )
     assert json.loads((out / "metrics.json").read_text())["precision"] == "bf16-mixed"
     code = main(["train", "--mixed_precision", "--amp-dtype", "fp16", "--size", "small", "--steps", "1",
-                 "--batch-size", "8", "--out", str(out), "--no-progress"])  # fmt: skip
+                 "--batch-size", "8", "--out", str(out), "--no-progress", "--overwrite"])  # fmt: skip
     assert code == 0
     assert json.loads((out / "metrics.json").read_text())["precision"] == "fp16-mixed"
 

@@ -6,6 +6,7 @@ Corrupt and foreign checkpoints are in the checkpoint tests; these rows are the 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,7 +170,76 @@ EXPORT = [
     ),
 ]  # fmt: skip
 
-CASES = EVALUATE + ANALYZE_CASES + DOCTOR + VERIFY + EXPORT
+CPUS = os.cpu_count() or 1
+
+
+def checkpoint_with(**config: object) -> Callable[[Path], None]:
+    """A setup writing ``run/last.pt``: a well-formed checkpoint whose config has ``config`` edited in."""
+
+    def setup(tmp: Path) -> None:
+        from ampkit.engine import TrainConfig
+
+        (tmp / "run").mkdir()
+        values = {**TrainConfig(task="digits", size="small").to_dict(), **config}
+        state = {"model": {}, "optimizer": {}, "precision": "fp32", "task": "digits", "step": 1,
+                 "rng": {}, "config": values, "result": {}}  # fmt: skip
+        torch.save(state, tmp / "run" / "last.pt")
+
+    return setup
+
+
+def npy(tmp: Path) -> None:
+    import numpy as np
+
+    np.save(tmp / "a.npy", np.arange(64, dtype=np.float32).reshape(8, 8))
+
+
+def npy_and_outside_link(tmp: Path) -> None:
+    """``a.npy`` and a dangling symlink beside the test's folder (inside it, the row's snapshot,
+    which reads every file, could not read it)."""
+    npy(tmp)
+    Path(f"{tmp}-x").mkdir(exist_ok=True)
+    Path(f"{tmp}-x/link").symlink_to(Path(f"{tmp}-x/gone"))
+
+
+CONVERT = ["convert", "{tmp}/a.npy", "--quiet"]
+
+HOSTILE = [
+    # R3: --threads beyond the machine's CPUs (OpenBLAS crashed the process at 100000)
+    Case("analyze-threads-huge", [*ANALYZE, "--threads", "100000"],
+         needle=f"--threads 100000: more than the {CPUS} CPU(s) of this machine; valid: a whole number in 1..{CPUS}"),
+    Case("analyze-steps-huge", [*ANALYZE, "--steps", str(10**20)], needle="too many steps; valid: a whole number in 1..1_000_000_000"),
+    Case("analyze-keep-fp32-empty", [*ANALYZE, "--keep-fp32", ""], needle="--keep-fp32 '': an empty selection"),
+    Case("analyze-fp8-emulate-under-fp32", [*ANALYZE, "--fp8-emulate"], needle="--fp8-emulate applies to fp8 modes, not fp32"),
+    Case("analyze-out-empty", [*ANALYZE, "--out", ""], needle="argument --out: '' is an empty path; valid: a non-empty path"),
+    Case("analyze-env-rank", ANALYZE, env={"RANK": "-2"}, needle="RANK='-2': not a whole number >= 0"),
+    # misc: a budget that never ends
+    Case("doctor-budget-huge", ["doctor", "--budget", "1e12"],
+         needle="--budget 1e+12: longer than 600 s; valid: 0..600 seconds (0 skips the measurement)"),
+    Case("doctor-budget-just-over", ["doctor", "--budget", "600.5"], needle="--budget 600.5: longer than 600 s"),
+    # R9: a hand-edited size in a checkpoint: one line naming the field, before the task is built
+    Case("evaluate-checkpoint-size-huge", ["evaluate", "{tmp}/run"], setup=checkpoint_with(size="huge"),
+         needle="{tmp}/run/last.pt: damaged checkpoint: config.size = 'huge'; valid: default, small, gpu"),
+    Case("evaluate-checkpoint-ct-size-gpu", ["evaluate", "{tmp}/run"], setup=checkpoint_with(task="ct", size="gpu"),
+         needle="config.size = 'gpu'; valid: default, small"),
+    # convert: R6/R10/NUL --out, misc limits, its environment hook (R8)
+    Case("convert-out-empty", [*CONVERT, "--out", ""], setup=npy, needle="argument --out: '' is an empty path"),
+    Case("convert-out-nul", [*CONVERT, "--out", "o\x00"], setup=npy, needle="argument --out: 'o\\x00' holds a NUL byte"),
+    Case("convert-out-dangling-symlink", [*CONVERT, "--out", "{tmp}-x/link"], setup=npy_and_outside_link,
+         needle="--out {tmp}-x/link: is a symlink to a missing target ({tmp}-x/gone); valid: a writable folder"),
+    Case("convert-shard-size-1", [*CONVERT, "--out", "o", "--shard-size", "1"], setup=npy,
+         needle="--shard-size 1: 1 bytes, less than one sample's tar headers and metadata; valid: at least 4K"),
+    Case("convert-shard-size-4095", [*CONVERT, "--out", "o", "--shard-size", "4095"], setup=npy, needle="valid: at least 4K"),
+    Case("convert-offset-1e300", [*CONVERT, "--out", "o", "--offset", "1e300"], setup=npy,
+         needle="--offset 1e300: beyond float32's range, where offsets are stored; valid: a number within"),
+    Case("convert-delay-env-garbage", [*CONVERT, "--out", "o"], setup=npy, env={"AMPKIT_CONVERT_SAMPLE_DELAY": "abc"},
+         needle="AMPKIT_CONVERT_SAMPLE_DELAY='abc': not a number of seconds in 0..60"),
+    Case("convert-delay-env-negative", [*CONVERT, "--out", "o"], setup=npy, env={"AMPKIT_CONVERT_SAMPLE_DELAY": "-1"},
+         needle="AMPKIT_CONVERT_SAMPLE_DELAY='-1'"),
+]  # fmt: skip
+
+
+CASES = EVALUATE + ANALYZE_CASES + DOCTOR + VERIFY + EXPORT + HOSTILE
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ folder, which is put on ``sys.path``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -324,6 +325,83 @@ CASES = [
     ),
 ]
 # fmt: on
+
+CPUS = os.cpu_count() or 1
+
+
+def outside(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A setup making ``{tmp}-x/<name>`` beside the test's folder (a FIFO or a broken link inside
+    it would trip the row's snapshot, which reads every file)."""
+
+    def setup(tmp: Path) -> None:
+        where = Path(f"{tmp}-x")
+        where.mkdir(exist_ok=True)
+        make(where / name)
+
+    return setup
+
+
+def too_big(path: Path) -> None:
+    with path.open("wb") as handle:  # sparse: 16 MiB + 1 byte of zeros, no disk used
+        handle.truncate((16 << 20) + 1)
+
+
+def self_link(path: Path) -> None:
+    path.symlink_to(path)
+
+
+def nested_toml(tmp: Path) -> None:
+    (tmp / "study.toml").write_text("[experiments.a]\nenv = { X = " + "[" * 5000 + "]" * 5000 + " }\n")
+
+
+# fmt: off
+HOSTILE = [
+    # R3: threads beyond the machine (a flag, a study file's overrides)
+    Case("threads-huge", [*BASE, "--threads", "100000"],
+         needle=f"--threads 100000: more than the {CPUS} CPU(s) of this machine; valid: a whole number in 1..{CPUS}"),
+    Case("toml-threads-huge", CFG, setup=study("overrides = { threads = 100000 }"),
+         needle=f"threads = 100000: more than the {CPUS} CPU(s) of this machine; valid: 1..{CPUS}"),
+    # R7: a config that never ends or blocks, or is too big
+    Case("config-dev-zero", ["compare", "--config", "/dev/zero", "--out", "{tmp}/study"],
+         needle="--config /dev/zero: not a regular file (a device, FIFO or socket); valid: a UTF-8 TOML study file"),
+    Case("config-fifo", ["compare", "--config", "{tmp}-x/fifo", "--out", "{tmp}/study"],
+         setup=outside("fifo", lambda p: os.mkfifo(p)), needle="/fifo: not a regular file"),
+    Case("config-over-16-mib", ["compare", "--config", "{tmp}-x/big.toml", "--out", "{tmp}/study"],
+         setup=outside("big.toml", too_big), needle="16,777,217 bytes, more than 16 MiB; valid: a UTF-8 TOML"),
+    Case("config-dangling-symlink", ["compare", "--config", "{tmp}-x/link", "--out", "{tmp}/study"],
+         setup=outside("link", lambda p: p.symlink_to(p.parent / "nowhere")), needle="/link: no such file"),
+    Case("config-empty-path", ["compare", "--config", "", "--out", "{tmp}/study"],
+         needle="argument --config: '' is an empty path"),
+    # R8: nesting, NUL bytes, launcher variables
+    Case("toml-nested-5000", CFG, setup=nested_toml, needle="nested more than 64 levels deep; valid: a UTF-8 TOML"),
+    Case("toml-env-nul", CFG, setup=study(f'{CMD_TOML}\nenv = {{ X = "a\\u0000b" }}'),
+         needle="env X 'a\\x00b': holds a NUL byte; valid: text without NUL bytes"),
+    Case("toml-command-nul", CFG, setup=study(f'command = ["{PY}", "-c", "1\\u0000"]'),
+         needle="holds a NUL byte"),
+    Case("env-rank-garbage", BASE, env={"RANK": "abc"}, needle="RANK='abc': not a whole number >= 0"),
+    Case("env-timeout-garbage", [*BASE, "--gpus", "2"], env={"AMPKIT_DIST_TIMEOUT": "abc"},
+         needle="AMPKIT_DIST_TIMEOUT='abc': not a number of seconds"),
+    # R6, R10: --out a broken symlink or empty
+    Case("out-dangling-symlink", [*BASE[:-1], "{tmp}-x/link"], setup=outside("link", lambda p: p.symlink_to(p.parent / "gone")),
+         needle="/link: is a symlink to a missing target"),
+    Case("out-symlink-loop", [*BASE[:-1], "{tmp}-x/loop"],
+         setup=outside("loop", self_link), needle="/loop: is a symlink loop"),
+    Case("out-empty", [*BASE[:-1], ""], needle="argument --out: '' is an empty path"),
+    # misc: steps, keep_fp32, metric direction
+    Case("steps-huge", [*BASE, "--steps", str(10**23)], needle="too many steps; valid: a whole number in 1..1_000_000_000"),
+    Case("toml-steps-huge", CFG, setup=study("steps = 99999999999999999999"),
+         needle="steps = 99999999999999999999: too many; valid: a whole number in 1..1_000_000_000"),
+    Case("toml-steps-over-cap", CFG, setup=study("steps = 1000000001"),
+         needle="steps = 1000000001: too many; valid: a whole number in 1..1_000_000_000"),
+    Case("keep-fp32-commas", [*BASE, "--keep-fp32", ",,"], needle="--keep-fp32 ',,': an empty selection"),
+    Case("toml-keep-fp32-empty", CFG, setup=study('overrides = { keep_fp32 = "" }'), needle="an empty selection"),
+    Case("metric-direction-unknown", [*CMD1, "--metric", "acc:sideways", "--", PY, "-c", "1"],
+         needle="--metric 'acc:sideways': unknown direction 'sideways'; valid: a logged value's name, optionally with :max or :min"),
+    Case("toml-metric-direction-unknown", CFG, setup=study(f'{CMD_TOML}\nmetric = "acc:up"'),
+         needle="metric 'acc:up': unknown direction 'up'"),
+]
+# fmt: on
+CASES += HOSTILE
 
 
 @pytest.mark.parametrize("case", params(CASES))

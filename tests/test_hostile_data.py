@@ -136,8 +136,9 @@ def flip(ds: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def forged_sample(meta_change: Callable[[dict[str, Any]], None]) -> Setup:
-    """``dataset`` whose shard 0 is rewritten with sample 0's JSON changed (manifest updated to match)."""
+def forged_sample(meta_change: Callable[[dict[str, Any]], None], bin_bytes0: bytes | None = None) -> Setup:
+    """``dataset`` whose shard 0 is rewritten with sample 0's JSON changed (and its data replaced by
+    ``bin_bytes0`` when given), checksums and manifest updated to match: only the content is wrong."""
 
     def change(ds: Path) -> None:
         from ampkit.data.format import read_index, read_sample
@@ -146,6 +147,8 @@ def forged_sample(meta_change: Callable[[dict[str, Any]], None]) -> Setup:
         entries = read_index(path)["samples"]
         samples = [read_sample(path, e) for e in entries]
         meta_change(samples[0][1])
+        if bin_bytes0 is not None:
+            samples[0] = (bin_bytes0, samples[0][1])
         writer = ShardWriter(ds, 0)
         for e, (bin_bytes, meta) in zip(entries, samples):
             writer.add(e["key"], bin_bytes, json.dumps(meta).encode())
@@ -165,6 +168,22 @@ def sidecar(text: str) -> Setup:
     return both(src_ok, raw("src/a.json", text))
 
 
+def _error(max_abs: Any) -> Callable[[dict[str, Any]], None]:
+    return _set("error", {"max_abs": max_abs, "max_rel": 0.0})
+
+
+def _bf16_near_max(meta: dict[str, Any]) -> None:
+    """Sample 0 as bfloat16 values of 3e38 with offset 3e38: each decodes to 6e38, beyond float32."""
+    meta.update(dtype="bfloat16", offset=3e38)
+
+
+_BF16_3E38 = (np.full(16, 3e38, np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+
+
+def _list_no_shards(m: dict[str, Any]) -> None:
+    m["shards"] = []
+
+
 def nan_second(tmp: Path) -> None:
     npy("a.npy", np.ones((4, 4), np.float32))(tmp)
     npy("b.npy", np.array([[1.0, np.nan], [2.0, 3.0]], np.float32))(tmp)
@@ -179,6 +198,7 @@ def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 SRC = "{tmp}/src"
 A = "{tmp}/src/a.npy"
+U = "{tmp}/src/u.npy"
 
 CONVERT_FLAGS = [
     Case("max-abs-error-nan", [*CONVERT, A, "--max-abs-error", "nan"], needle="--max-abs-error nan", setup=src_ok),
@@ -284,6 +304,22 @@ CONVERT_OUT = [
     Case("tolerance-refused", [*CONVERT, A, "--max-abs-error", "0", "--max-rel-error", "0"],
          needle="no 2-byte dtype within tolerance", setup=src_ok),
     Case("int16-non-integer", [*CONVERT, A, "--dtype", "int16"], needle="int16 needs integer values", setup=src_ok),
+    # 64-bit integers beyond ±2**53 have no exact float64: refused, never stored shifted (R4)
+    Case("uint64-near-2**63", [*CONVERT, U], needle="uint64 values in [9223372036854775808, 9223372036854775811] go beyond ±2**53",
+         setup=npy("u.npy", np.array([2**63, 2**63 + 1, 2**63 + 2, 2**63 + 3], np.uint64))),
+    Case("uint64-max", [*CONVERT, U, "--dtype", "bf16"], needle="valid: integer values within ±2**53",
+         setup=npy("u.npy", np.array([0, 2**64 - 1], np.uint64))),
+    Case("int64-2**53+1", [*CONVERT, U], needle="int64 values in [9007199254740992, 9007199254740993]",
+         setup=npy("u.npy", np.array([2**53, 2**53 + 1], np.int64))),
+    Case("int64-below-minus-2**53", [*CONVERT, U, "--dtype", "int16", "--offset", "auto"], needle="go beyond ±2**53",
+         setup=npy("u.npy", np.array([-(2**53) - 1, -(2**53)], np.int64))),
+    Case("int64-beyond-in-a-later-sample", ["convert", SRC, "--out", "{tmp}/out", "--samples-per-shard", "1", "--quiet"],
+         needle="sample 000000001", setup=both(src_ok, npy("u.npy", np.array([1, 2**62], np.int64)))),
+    # the tolerances pick the dtype of --dtype auto: with a fixed dtype they would limit nothing
+    Case("max-abs-error-with-fixed-dtype", [*CONVERT, A, "--dtype", "fp16", "--max-abs-error", "0.5"],
+         needle="--max-abs-error 0.5 with --dtype fp16", setup=src_ok),
+    Case("max-rel-error-with-fixed-dtype", [*CONVERT, A, "--dtype", "bf16", "--max-rel-error", "0.01"],
+         needle="valid: --dtype auto with --max-rel-error, or --dtype bf16 without it", setup=src_ok),
 ]  # fmt: skip
 
 VERIFY = ["verify-shards", "{tmp}/ds", "--quiet"]
@@ -360,6 +396,21 @@ DAMAGED = [  # (name, setup, problems verify-shards reports, needle; inspect ref
     ("sample-huge-shape", forged_sample(_set("shape", [10**9, 10**9])), 1, "needs"),
     ("sample-shape-text", forged_sample(_set("shape", "abc")), 1, "shape is str"),
     ("sample-dtype-unknown", forged_sample(_set("dtype", "float8")), 1, "float8"),
+    # per-sample metadata: one check (schema.checked_sample) for inspect and verify-shards (R12)
+    ("sample-offset-beyond-float32", forged_sample(_set("offset", 1e308)), 1, "offset is 1e+308, beyond the float32 range"),
+    ("sample-error-a-string", forged_sample(_set("error", "x")), 1, "error is str, not an object"),
+    ("sample-error-negative", forged_sample(_error(-1.0)), 1, "error.max_abs is -1.0, not an error"),
+    ("sample-error-null", forged_sample(_error(None)), 1, "error.max_abs is None"),
+    ("sample-source-dtype-object", forged_sample(_set("source_dtype", "object")), 1, "'object', not a numeric dtype"),
+    ("sample-choice-missing", forged_sample(lambda m: m.pop("choice")), 1, "choice is NoneType"),
+    ("sample-key-other", forged_sample(_set("key", "999999999")), 1, "names key '999999999'"),
+    ("sample-key-traversal", forged_sample(_set("key", "../../x")), 1, "names key '../../x'"),
+    ("sample-range-null", forged_sample(_set("range", None)), 1, "range is None, not [min, max]"),
+    ("sample-range-reversed", forged_sample(_set("range", [5.0, 1.0])), 1, "min above max"),
+    ("sample-range-nan", forged_sample(_set("range", [float("nan"), 1.0])), 1, "range[0] is nan"),
+    ("manifest-lists-none-beside-shards", manifest_edit(_list_no_shards), 2, "not listed"),
+    ("shard-not-in-manifest", damaged(lambda ds: shutil.copy(ds / "shard-000001.tar", ds / "shard-000002.tar")), 1,
+     "not listed"),
 ]  # fmt: skip
 
 VERIFY_FINDINGS = [
@@ -373,6 +424,9 @@ VERIFY_FINDINGS = [
          setup=damaged(lambda ds: shutil.copy(ds / "shard-000001.tar", ds / "shard-000002.tar"))),
     Case("verify-shards-unfinished-shard", VERIFY, code=1, needle="interrupted convert",
          setup=damaged(lambda ds: (ds / ".shard-000002.tar.tmp").write_bytes(b"\0" * 100))),
+    # valid metadata, data that decodes beyond float32: one finding, no numpy warning line
+    Case("verify-shards-decodes-to-inf", VERIFY, code=1, needle="decodes to Inf: stored values + offset 3e+38",
+         setup=forged_sample(_bf16_near_max, _BF16_3E38)),
 ]  # fmt: skip
 
 INSPECT_REFUSALS = [
@@ -392,6 +446,8 @@ def test_hostile_data(
     case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     err = run_case(case, tmp_path, capsys, monkeypatch)
+    if case.argv[0] in ("inspect", "verify-shards"):  # no stray numpy line ("overflow encountered in cast")
+        assert "warning" not in err.lower(), err
     if case.code == 2:
         assert err.startswith(f"ampkit {case.argv[0]}: error: "), err
 
@@ -574,3 +630,76 @@ def test_verify_shards_help_documents_its_exit_codes(capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "1  DIR is a shard folder and something in it is damaged" in text
     assert "2  there is nothing to verify" in text
+
+
+# --- integer sources: exact when claimed, honest figures otherwise (R4) --------------------------
+
+
+def _convert_one(tmp: Path, array: np.ndarray, *flags: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """``ampkit convert`` of one array (in-process); ``(decoded float32 values, sample JSON)``."""
+    from ampkit.data.format import decode_array, read_index, read_sample
+
+    np.save(tmp / "x.npy", array)
+    assert main(["convert", str(tmp / "x.npy"), "--out", str(tmp / "out"), "--quiet", *flags]) == 0
+    shard = tmp / "out" / "shard-000000.tar"
+    bin_bytes, meta = read_sample(shard, read_index(shard)["samples"][0])
+    return decode_array(bin_bytes, meta), meta
+
+
+def _true_max_abs(decoded: np.ndarray, array: np.ndarray) -> int:
+    """max |decoded - source| in exact integers (decoded float32 values are integers here)."""
+    return max(abs(int(d) - int(v)) for d, v in zip(decoded.reshape(-1).tolist(), array.reshape(-1).tolist()))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([16_000_000, 16_060_000, 16_030_001, 16_000_007], np.int64),  # int16 + offset, < 2**24
+        np.array([-(2**31), -(2**31) + 256 * 255, -(2**31) + 512], np.int64),  # float32 values
+        np.array([0, 1, 4096, 65535], np.uint64),
+        np.array([-1024, 3071, 7], np.int64),
+    ],
+    ids=["int64-near-2**24", "int64-near-minus-2**31", "uint64-16-bit-span", "int64-hu"],
+)
+def test_int64_in_range_is_exact_and_round_trips_bit_for_bit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], array: np.ndarray
+) -> None:
+    decoded, meta = _convert_one(tmp_path, array)
+    assert meta["dtype"] == "int16" and "int16 is exact" in meta["choice"]["reason"], meta
+    assert meta["error"]["max_abs"] == 0.0 and _true_max_abs(decoded, array) == 0
+    assert np.array_equal(decoded.astype(np.int64), array.astype(np.int64))
+    assert float(np.float32(meta["offset"])) == meta["offset"], "the offset is not float32-exact"
+
+
+@pytest.mark.parametrize(
+    ("array", "flags"),
+    [
+        (np.array([2**40, 2**40 + 37, 2**40 + 1], np.int64), ()),
+        (np.array([2**53, 2**53 - 5], np.int64), ()),
+        (np.array([2**30 + 1, 2**30 + 1001, 2**30 + 77], np.int64), ("--dtype", "int16", "--offset", "auto")),
+        (np.array([2.0**63, 2.0**63 + 2048], np.float64), ()),
+    ],
+    ids=["int64-2**40-auto", "int64-2**53-auto", "int64-2**30-int16-offset-auto", "float64-2**63-auto"],
+)
+def test_large_integers_are_never_claimed_exact_when_a_reader_gets_other_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], array: np.ndarray, flags: tuple[str, ...]
+) -> None:
+    """Values a float32 decode cannot hold: no "exact" claim, and the recorded error is the true one."""
+    decoded, meta = _convert_one(tmp_path, array, *flags)
+    true = _true_max_abs(decoded, array)
+    assert true > 0, "the test data should not be float32-exact"
+    assert "exact" not in meta["choice"]["reason"], meta["choice"]
+    assert meta["error"]["max_abs"] == true
+    assert float(np.float32(meta["offset"])) == meta["offset"], "the offset is not float32-exact"
+
+
+def test_max_abs_error_is_honoured_by_dtype_auto(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Values in [700, 790) with fractions: fp16 (spacing 0.5 there) errs up to 0.25, so it is taken
+    under ``--max-abs-error 0.5`` and refused under 0.01, where bf16 is chosen and the reason says why."""
+    array = (700 + np.arange(64, dtype=np.float32) * 1.37).astype(np.float32)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _, loose = _convert_one(tmp_path / "a", array, "--max-abs-error", "0.5")
+    assert loose["dtype"] == "float16" and 0.01 < loose["error"]["max_abs"] <= 0.5, loose
+    _, tight = _convert_one(tmp_path / "b", array, "--max-abs-error", "0.01")
+    assert tight["dtype"] == "bfloat16" and "fp16 max abs error" in tight["choice"]["reason"], tight

@@ -5,6 +5,7 @@ The framework/precision/format rows live in tests/test_hostile_cli.py.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,6 +75,48 @@ CASES = [
     ),
     Case("merge-out-is-folder", [*MERGE, "ds.json", "--out", "{tmp}"], needle="--out", setup=EMPTY),
     Case("merge-bad-device", [*MERGE, "ds.json", "--device", "tpu"], needle="--device tpu", setup=EMPTY),
+]  # fmt: skip
+
+
+def _outside(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A setup making ``{tmp}-x/<name>`` beside the test's folder (a FIFO inside it would block the
+    row's snapshot, which reads every file)."""
+
+    def setup(tmp: Path) -> None:
+        Path(f"{tmp}-x").mkdir(exist_ok=True)
+        make(Path(f"{tmp}-x") / name)
+
+    return setup
+
+
+def _sparse_17_mib(path: Path) -> None:
+    with path.open("wb") as handle:
+        handle.truncate(17 << 20)
+
+
+CASES += [
+    # R7: a --merge-into that never ends, blocks, or is too big: refused before a byte is read
+    Case("merge-dev-zero", [*MERGE, "/dev/zero"],
+         needle="--merge-into /dev/zero: not a regular file (a device, FIFO or socket); valid: an existing DeepSpeed JSON"),
+    Case("merge-fifo", [*MERGE, "{tmp}-x/ds.json"], setup=_outside("ds.json", lambda p: os.mkfifo(p)),
+         needle="/ds.json: not a regular file"),
+    Case("merge-over-16-mib", [*MERGE, "{tmp}-x/ds.json"], setup=_outside("ds.json", _sparse_17_mib),
+         needle="17,825,792 bytes, more than 16 MiB; valid: an existing DeepSpeed JSON config file"),
+    Case("merge-symlink-loop", [*MERGE, "{tmp}-x/ds.json"], setup=_outside("ds.json", lambda p: p.symlink_to(p)),
+         needle="/ds.json: Too many levels of symbolic links; valid"),
+    # R8: nesting that would overflow the parser or the merge
+    Case("merge-nested-100000", [*MERGE, "ds.json"], setup=_write("ds.json", "[" * 100000 + "]" * 100000),
+         needle="--merge-into ds.json: nested more than 64 levels deep; valid: an existing DeepSpeed JSON config file"),
+    Case("merge-nested-65", [*MERGE, "ds.json"], setup=_write("ds.json", '{"a": ' + "[" * 64 + "]" * 64 + "}"),
+         needle="nested more than 64 levels deep"),
+    # R6, R10, NUL: paths no file can have
+    Case("merge-empty-path", [*MERGE, ""], needle="argument --merge-into/--merge_into: '' is an empty path; valid: a non-empty path"),
+    Case("merge-nul", [*MERGE, "ds\x00.json"], needle="argument --merge-into/--merge_into: 'ds\\x00.json' holds a NUL byte"),
+    Case("out-nul", [*EXPORT, "--out", "a\x00.yaml"], needle="argument --out: 'a\\x00.yaml' holds a NUL byte"),
+    Case("out-empty", [*EXPORT, "--out", ""], needle="argument --out: '' is an empty path"),
+    Case("out-dangling-symlink", [*EXPORT, "--out", "{tmp}-x/cfg.yaml"],
+         setup=_outside("cfg.yaml", lambda p: p.symlink_to(p.parent / "gone" / "cfg.yaml")),
+         needle="/cfg.yaml: is a symlink to a missing target"),
 ]  # fmt: skip
 
 

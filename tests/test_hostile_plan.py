@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,16 @@ CASES = [
     Case("task-factory-raises", [*_without("--task"), "--task", "badtask:make_task"], needle="the factory raised ValueError: no data folder", setup=_task_module),
     Case("size-unknown", [*_without("--size"), "--size", "huge"], needle="--size: invalid choice: 'huge'"),
     Case("keep-fp32-bad", [*PLAN, "--keep-fp32", "re:("], needle="--keep-fp32 re:("),
+]  # fmt: skip
+
+CPUS = os.cpu_count() or 1
+CASES += [
+    # R3: a probe with 100000 threads crashed in OpenBLAS and was reported as a failed mode
+    Case("threads-huge", [*PLAN, "--threads", "100000"], needle=f"--threads 100000: more than the {CPUS} CPU(s) of this machine; valid: a whole number in 1..{CPUS}"),
+    Case("threads-one-over", [*PLAN, "--threads", str(CPUS + 1)], needle=f"valid: a whole number in 1..{CPUS}"),
+    Case("steps-huge", [*PLAN, "--steps", str(10**12)], needle=f"--steps {10**12}: too many steps; valid: a whole number in 1..1_000_000_000"),
+    Case("keep-fp32-empty", [*PLAN, "--keep-fp32", " , "], needle="--keep-fp32 ' , ': an empty selection"),
+    Case("env-world-size-zero", PLAN, env={"WORLD_SIZE": "0"}, needle="WORLD_SIZE='0': not a whole number >= 1"),
 ]  # fmt: skip
 
 

@@ -259,6 +259,15 @@ def _drop_weight(state: dict[str, Any]) -> None:
 no_weight = tampered(_drop_weight)
 
 
+def _names_task(task: str) -> Callable[[Path], None]:
+    """A real checkpoint whose config names ``task`` (plain data: weights_only loads it)."""
+
+    def edit(state: dict[str, Any]) -> None:
+        state["config"]["task"] = state["task"] = task
+
+    return run_then(tampered(edit))
+
+
 def conflict(id: str, flags: list[str], needle: str) -> Case:
     """``train --resume`` on the trained run with ``flags`` that contradict its checkpoint."""
     return Case(f"resume-{id}", [*RESUME, *flags], needle=needle, setup=copy_run)
@@ -334,7 +343,11 @@ CASES = [
         "resume-after-kill-leftovers", RESUME, "removed 2 temporary file(s) left by", setup=with_leftovers
     ),
     accepted("evaluate-good-checkpoint", EVALUATE),
-]
+    # a checkpoint does not choose code to import (more rows: tests/test_hostile_trust.py)
+    Case("evaluate-task-named-by-checkpoint", EVALUATE, needle="names the custom task this:x", setup=_names_task("this:x")),
+    Case("resume-any-task-named-by-checkpoint", [*ANY, "--steps", "3"], needle="--task code:interact",
+         setup=_names_task("code:interact")),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", params(CASES))

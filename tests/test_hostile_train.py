@@ -262,7 +262,90 @@ def _out_rows() -> list[Case]:
     return rows
 
 
-CASES = _device_rows() + _number_rows() + _choice_rows() + _task_rows() + _out_rows()
+CPUS = os.cpu_count() or 1
+SMALL = [*TRAIN[:-2], "--device", "cpu"]  # TRAIN without --out: rows add their own
+
+
+def outside(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A setup making ``{tmp}-x/<name>`` beside the test's folder: a dangling link, a loop or a FIFO
+    cannot sit inside it (the row's snapshot of the folder reads every file)."""
+
+    def setup(tmp: Path) -> None:
+        where = Path(f"{tmp}-x")
+        where.mkdir(exist_ok=True)
+        make(where / name)
+
+    return setup
+
+
+def dangling(path: Path) -> None:
+    path.symlink_to(path.parent / "nowhere" / "target")
+
+
+def loop(path: Path) -> None:
+    path.symlink_to(path.with_name(path.name + "-2"))
+    path.with_name(path.name + "-2").symlink_to(path)
+
+
+def _hostile_rows() -> list[Case]:
+    """R3 (threads), R6 (broken symlinks), R8 (NUL, environment), R10 (empty --out), misc limits."""
+    launcher = "set by torchrun or ampkit's launcher"
+    env = [
+        ("RANK", "abc", "RANK='abc': not a whole number >= 0; valid: 0..WORLD_SIZE-1, " + launcher),
+        ("WORLD_SIZE", "abc", "WORLD_SIZE='abc': not a whole number >= 1; valid: the number of processes"),
+        ("WORLD_SIZE", "0", "WORLD_SIZE='0': not a whole number >= 1"),
+        ("LOCAL_RANK", "-1", "LOCAL_RANK='-1': not a whole number >= 0; valid: a whole number >= 0"),
+        (
+            "AMPKIT_DIST_TIMEOUT",
+            "abc",
+            "AMPKIT_DIST_TIMEOUT='abc': not a number of seconds in (0, 1e7]; valid",
+        ),
+        ("AMPKIT_DIST_TIMEOUT", "-5", "AMPKIT_DIST_TIMEOUT='-5': not a number of seconds"),
+        ("AMPKIT_DIST_TIMEOUT", "inf", "AMPKIT_DIST_TIMEOUT='inf': not a number of seconds"),
+    ]
+    rows = [
+        Case(f"env-{name}-{value}", [*TRAIN, "--nproc", "2"], needle=needle, env={name: value})
+        for name, value, needle in env
+    ]
+    rows += [
+        Case("env-rank-outside-world", TRAIN, needle="RANK=3 with WORLD_SIZE=2; valid: RANK in 0..1",
+             env={"RANK": "3", "WORLD_SIZE": "2"}),
+        Case("threads-huge", [*TRAIN, "--threads", "100000"],
+             needle=f"--threads 100000: more than the {CPUS} CPU(s) of this machine; valid: a whole number in 1..{CPUS}"),
+        Case("threads-one-over", [*TRAIN, "--threads", str(CPUS + 1)], needle=f"valid: a whole number in 1..{CPUS}"),
+        Case("steps-huge", [*TRAIN, "--steps", str(10**23)],
+             needle=f"--steps {10**23}: too many steps; valid: a whole number in 1..1_000_000_000"),
+        Case("steps-one-over", [*TRAIN, "--steps", str(10**9 + 1)], needle="too many steps"),
+        Case("epochs-huge", [*TRAIN[:4], *TRAIN[6:], "--epochs", "1e30"],
+             needle="--epochs 1e+30: too many passes; valid: a number in (0, 1_000_000]"),
+        Case("steps-and-epochs", [*TRAIN, "--epochs", "1"],
+             needle="--steps 2 and --epochs 1 both given; valid: one of them"),
+        Case("fp8-emulate-under-fp32", [*TRAIN, "--fp8-emulate"],
+             needle="--fp8-emulate applies to fp8 modes, not fp32; valid: --precision fp8-mixed with it"),
+        Case("fp8-emulate-under-bf16", [*TRAIN, "--precision", "bf16-mixed", "--fp8-emulate"],
+             needle="not bf16-mixed"),
+        Case("bf16-update-under-fp32", [*TRAIN, "--bf16-update", "kahan"],
+             needle="--bf16-update kahan applies to bf16-true (bf16 weights), not fp32; valid: --precision bf16-true"),
+        Case("keep-fp32-empty", [*TRAIN, "--keep-fp32", ""], needle="--keep-fp32 '': an empty selection; valid:"),
+        Case("keep-fp32-commas", [*TRAIN, "--keep-fp32", ",,,"], needle="--keep-fp32 ',,,': an empty selection"),
+        Case("out-empty", [*SMALL, "--out", ""], needle="argument --out: '' is an empty path; valid: a non-empty path"),
+        Case("out-nul", [*SMALL, "--out", "{tmp}/a\x00b"], needle="holds a NUL byte; valid: a path without NUL"),
+        Case("out-dangling-symlink", [*SMALL, "--out", "{tmp}-x/link"], setup=outside("link", dangling),
+             needle="--out {tmp}-x/link: is a symlink to a missing target ({tmp}-x/nowhere/target); valid: a writable folder"),
+        Case("out-under-dangling-symlink", [*SMALL, "--out", "{tmp}-x/link/run"], setup=outside("link", dangling),
+             needle="--out {tmp}-x/link/run: is a symlink to a missing target ({tmp}-x/nowhere/target) ({tmp}-x/link on the way)"),
+        Case("out-symlink-loop", [*SMALL, "--out", "{tmp}-x/loop"], setup=outside("loop", loop),
+             needle="--out {tmp}-x/loop: is a symlink loop; valid: a writable folder"),
+    ]  # fmt: skip
+    if Path("/proc/self").is_dir():
+        rows.append(
+            Case("env-cache-on-proc", [*TRAIN, "--task", "ct"], env={"AMPKIT_CACHE": "/proc/ampkit-nope"},
+                 needle="AMPKIT_CACHE /proc/ampkit-nope: cannot create files in /proc")
+        )  # fmt: skip
+    return rows
+
+
+CASES = _device_rows() + _number_rows() + _choice_rows() + _task_rows() + _out_rows() + _hostile_rows()
 
 
 @pytest.fixture(autouse=True)
@@ -293,6 +376,10 @@ def test_bad_train_input_is_one_line_exit_2(
     monkeypatch: pytest.MonkeyPatch,
     task_modules: None,
 ) -> None:
+    # needles may name the test's folder
+    case = Case(
+        case.id, case.argv, case.code, case.needle.format(tmp=tmp_path), case.setup, case.lines, case.env
+    )
     run_case(case, tmp_path, capsys, monkeypatch)
     assert not (tmp_path / "run").exists()
 
@@ -404,3 +491,78 @@ def test_help_states_each_default_once(
     assert "(default: None)" not in text and "(default: False)" not in text
     for line in text.splitlines():
         assert line.lower().count("default") <= 1 or "--" not in line, line
+
+
+def earlier_checkpoint(tmp: Path) -> None:
+    """``{tmp}/run`` as an earlier 40-step bf16-mixed run left it (the fields the refusal names)."""
+    (tmp / "run").mkdir()
+    torch.save({"step": 40, "precision": "bf16-mixed", "config": {"steps": 40, "epochs": None},
+                "model": {"w": torch.ones(2)}}, tmp / "run" / "last.pt")  # fmt: skip
+    (tmp / "run" / "metrics.json").write_text('{"task": "digits"}\n')
+
+
+def earlier_metrics_only(tmp: Path) -> None:
+    (tmp / "run").mkdir()
+    (tmp / "run" / "metrics.json").write_text('{"task": "digits"}\n')
+
+
+def garbage_checkpoint(tmp: Path) -> None:
+    (tmp / "run").mkdir()
+    (tmp / "run" / "last.pt").write_bytes(b"not a checkpoint\n")
+
+
+EARLIER = "/run holds a checkpoint of an earlier run"  # after --out and the test's folder
+OPTIONS = "pass --resume to continue it, --overwrite to replace it, or choose another --out"
+DIGITS_TRAIN = 1438  # 1797 scikit-learn digits, one fifth held out for evaluation
+
+
+def _out_and_batch_rows() -> list[Case]:
+    """R11 (an earlier run in --out) and R5 (--batch-size beyond the training set)."""
+    return [
+        Case("out-holds-earlier-run", TRAIN, setup=earlier_checkpoint,
+             needle=f"{EARLIER} (step 40 of 40, precision bf16-mixed): {OPTIONS}"),
+        Case("out-holds-unreadable-last-pt", TRAIN, setup=garbage_checkpoint,
+             needle="/run holds a last.pt that does not read as an ampkit checkpoint: pass --overwrite to replace it"),
+        Case("out-holds-earlier-metrics", TRAIN, setup=earlier_metrics_only,
+             needle="/run holds metrics.json of an earlier run: pass --overwrite to replace it"),
+        Case("overwrite-with-resume", [*TRAIN, "--overwrite", "--resume"], setup=earlier_checkpoint,
+             needle="--overwrite with --resume: one continues the run in --out, the other replaces it; valid: one of them"),
+        Case("overwrite-with-resume-any", [*TRAIN, "--overwrite", "--resume-any"], needle="--overwrite with --resume-any"),
+        Case("batch-size-huge", [*TRAIN, "--batch-size", "100000000000"],
+             needle=f"--batch-size 100000000000: larger than the {DIGITS_TRAIN} training samples of task digits "
+                    f"(size small); valid: 1..{DIGITS_TRAIN}"),
+        Case("batch-size-one-over", [*TRAIN, "--batch-size", str(DIGITS_TRAIN + 1)],
+             needle=f"valid: 1..{DIGITS_TRAIN}"),
+        Case("batch-size-huge-in-existing-folder", [*TRAIN, "--batch-size", "5000", "--overwrite"],
+             setup=earlier_checkpoint, needle=f"--batch-size 5000: larger than the {DIGITS_TRAIN} training samples"),
+        Case("batch-size-huge-nproc", [*TRAIN, "--batch-size", "5000", "--nproc", "2"],
+             needle=f"--batch-size 5000: larger than the {DIGITS_TRAIN} training samples"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", params(_out_and_batch_rows()))
+def test_earlier_run_and_batch_beyond_the_task_are_refused(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_case(case, tmp_path, capsys, monkeypatch)
+
+
+def test_a_rerun_keeps_the_earlier_run_unless_resumed_or_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--no-progress", "--size", "small", "--batch-size", "8", "--out", str(out)]
+    assert main([*argv, "--steps", "3"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main([*argv, "--steps", "2"]) == 2  # the same folder again, no flag: refused, nothing touched
+    assert capsys.readouterr().err == (
+        f"ampkit train: error: --out {out} holds a checkpoint of an earlier run (step 3 of 3, precision fp32): "
+        "pass --resume to continue it, --overwrite to replace it, or choose another --out\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*argv, "--steps", "4", "--resume"]) == 0  # continues it
+    assert [r["step"] for r in json.loads((out / "metrics.json").read_text())["history"]] == [1, 2, 3, 4]
+    assert main([*argv, "--steps", "2", "--overwrite"]) == 0  # replaces it
+    assert [r["step"] for r in json.loads((out / "metrics.json").read_text())["history"]] == [1, 2]
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2

@@ -143,7 +143,8 @@ def test_resume_continues_the_tensorboard_run_and_tags_the_mlflow_run(tmp_path, 
     store((out / "mlruns").resolve().as_uri())
     found = mlflow.search_runs(experiment_names=["resumed"], output_format="list")
     assert sorted(r.data.tags.get("ampkit.resumed_from", "-") for r in found) == ["-", "2"]
-    assert main([*base, "--steps", "2"]) == 0  # a new run in the folder replaces the TensorBoard run
+    # a new run in the folder (--overwrite) replaces the TensorBoard run
+    assert main([*base, "--steps", "2", "--overwrite"]) == 0
     capsys.readouterr()
     assert [s for s, _ in series(events(out / "tensorboard"), "train/loss")] == [1, 2]
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1

@@ -328,3 +328,27 @@ def test_gpus_n_runs_a_python_command_under_torchrun(tmp_path: Path, capsys) -> 
     got = [json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [g["world"] for g in got] == ["2", "2"] and [g["gpus"] for g in got] == ["2", "2"]
     assert got[0]["pid"] != got[1]["pid"] and run["loss_curve"] == [1.0, 0.5, 1 / 3, 0.25]
+
+
+#: Each arm's command kills itself with the signal its precision names (a shell: no interpreter start).
+SELF_KILL = "ulimit -c 0; echo step 1 loss 1.0; case $AMPKIT_PRECISION in fp32) kill -KILL $$;; bf16-mixed) kill -SEGV $$;; *) kill -TERM $$;; esac"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_a_command_killed_by_a_signal_is_named_by_it_with_no_traceback_in_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    code = main(["compare", "--precisions", "fp32,bf16-mixed,fp16-mixed", "--warmup-steps", "0", "--out", str(out),
+                 "--", "sh", "-c", SELF_KILL])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    study = results(out)
+    for mode, number, name in (("fp32", 9, "SIGKILL; out of memory?"), ("bf16-mixed", 11, "SIGSEGV; segmentation fault"),
+                               ("fp16-mixed", 15, "SIGTERM; terminated")):  # fmt: skip
+        run = arm(study, mode)["runs"][0]
+        assert run["status"] == "failed" and run["exit_code"] == -number
+        assert run["reason"] == f"command was killed by signal {number} ({name}): no output on stderr"
+        assert f"{mode} (command was killed by signal {number} ({name})" in err
+        log = (out / "arms" / f"{mode}-seed0.log").read_text()
+        assert log == "step 1 loss 1.0\n", log  # the command's own output only: no wrapper traceback

@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..precision import PrecisionError
 from ..precision.args import rewrite_legacy_flags
 from .parser import AmpkitParser
+from .signals import StopState, stop_signals
 
 #: Sub-command modules, in the order ``ampkit --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -76,17 +77,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with stop_signals() as stop:  # SIGTERM ends the command the way Ctrl-C does (exit 143)
+        try:
+            return int(args.func(args) or 0)
+        except (PrecisionError, UsageError) as err:
+            print(f"ampkit {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return _stopped(args, stop)
+        # an environment fault (full disk, I/O error, read-only mount): one line, exit 1
+        except OSError as err:
+            print(f"ampkit {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+            return 1
+
+
+def _stopped(args: argparse.Namespace, stop: StopState) -> int:
+    """One line after Ctrl-C or SIGTERM (with what the command kept, where it says); 130 or 143."""
+    hint = getattr(args, "stop_hint", None)
     try:
-        return int(args.func(args) or 0)
-    except (PrecisionError, UsageError) as err:
-        print(f"ampkit {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ampkit {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except OSError as err:  # an environment fault (full disk, I/O error, read-only mount): one line, exit 1
-        print(f"ampkit {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
-        return 1
+        kept = hint(args) if hint is not None else None
+    except Exception:  # the hint only adds words; the stop line must come out
+        kept = None
+    print(f"ampkit {args.command}: {stop.words()}" + (f"; {kept}" if kept else ""), file=sys.stderr)
+    return stop.exit_code()
 
 
 def describe_os_error(err: OSError) -> str:

@@ -12,11 +12,10 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..precision.args import add_precision_args
-from .parser import add_flag
+from .parser import add_flag, path_arg
 from .train import add_compile_flag, add_run_args
 
 
@@ -30,7 +29,7 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "steps", type=int, default=20, help="steps of each run (fp32 and --precision)")
     add_flag(parser, "lr", type=float, default=None, help="AdamW learning rate (default: the task's)")
     add_flag(parser, "json", action="store_true", help="print the report as JSON instead of tables")
-    add_flag(parser, "out", type=Path, default=None, help="also write the JSON report to this file")
+    add_flag(parser, "out", type=path_arg, default=None, help="also write the JSON report to this file")
     add_flag(parser, "no-progress", action="store_true", help="no progress bar")
     add_compile_flag(parser)
     parser.set_defaults(func=run)

@@ -6,6 +6,7 @@ what is valid; none of them creates or changes a file.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -51,12 +52,46 @@ def _writable_dir(folder: Path) -> str | None:
     return None
 
 
-def _looking(path: Path, flag: str, check: Callable[[Path, str], None]) -> None:
+def _symlink_problem(path: Path) -> tuple[Path, str] | None:
+    """``(link, what)`` for the first component of ``path`` that is a dangling symlink or a loop."""
+    for probe in (path, *path.parents):
+        if not probe.is_symlink():
+            continue
+        try:
+            os.stat(probe)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return probe, "a symlink loop"
+            if err.errno == errno.ENOENT:
+                return probe, f"a symlink to a missing target ({os.readlink(probe)})"
+    return None
+
+
+def _plain(path: Path | str, flag: str, valid: str) -> Path:
+    """``path`` as a Path, refused when empty, holding a NUL byte, or passing through a broken symlink."""
+    text = os.fspath(path)
+    if text == "":
+        raise UsageError(f"{flag} '': an empty path; valid: {valid}")
+    if "\x00" in text:
+        raise UsageError(f"{flag} {text!r}: holds a NUL byte; valid: {valid} without NUL bytes")
+    found = _symlink_problem(Path(text))
+    if found is not None:
+        link, what = found
+        where = "" if link == Path(text) else f" ({link} on the way)"
+        raise UsageError(f"{flag} {text}: is {what}{where}; valid: {valid}")
+    return Path(text)
+
+
+def _looking(path: Path, flag: str, check: Callable[[Path, str], None], valid: str) -> None:
     """Run ``check``; an OSError met while looking at the path (EACCES on a parent) is a UsageError."""
     try:
-        check(Path(path), flag)
+        check(_plain(path, flag, valid), flag)
     except OSError as err:
         raise UsageError(f"{flag} {path}: {err.strerror or err}; valid: a path ampkit may write") from None
+
+
+_DIR_VALID = "a writable folder (created if missing)"
+_FILE_VALID = "a file path in a writable folder"
 
 
 def check_out_dir(path: Path, flag: str = "--out") -> None:
@@ -64,16 +99,16 @@ def check_out_dir(path: Path, flag: str = "--out") -> None:
 
     Creates nothing (a probe file, if made, is removed at once).
     """
-    _looking(path, flag, _check_out_dir)
+    _looking(path, flag, _check_out_dir, _DIR_VALID)
 
 
 def check_out_file(path: Path, flag: str = "--out") -> None:
     """``path`` names a file ampkit may write: not a folder, and its folder writable or creatable."""
-    _looking(path, flag, _check_out_file)
+    _looking(path, flag, _check_out_file, _FILE_VALID)
 
 
 def _check_out_dir(path: Path, flag: str) -> None:
-    valid = "a writable folder (created if missing)"
+    valid = _DIR_VALID
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path}: is a file, not a folder; valid: {valid}")
     blocker = _file_ancestor(path)
@@ -86,7 +121,7 @@ def _check_out_dir(path: Path, flag: str) -> None:
 
 
 def _check_out_file(path: Path, flag: str) -> None:
-    valid = "a file path in a writable folder"
+    valid = _FILE_VALID
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; valid: {valid}, e.g. {path / 'report.json'}")
     if path.exists() and not path.is_file():
@@ -175,6 +210,10 @@ def check_task(name: str, size: str = "default", *, build: bool = False) -> None
         raise UsageError(
             "--size gpu: the ct task has no gpu size; valid: default, small (gpu: digits, tinygpt)"
         )
+    if name == "ct":
+        from .env import check_cache
+
+        check_cache()
     if not build or name in BUILTIN:  # ampkit's own factories are not a user's mistake to catch
         resolve_factory(name)
         return
@@ -236,12 +275,44 @@ def check_int_range(value: Any, flag: str, low: int, high: int) -> None:
 
 
 def check_keep_fp32(spec: str | None, flag: str = "--keep-fp32") -> None:
-    """``spec`` is ``None`` or a valid keep-fp32 selection (type names, ``re:PATTERN``)."""
+    """``spec`` is ``None`` or a valid, non-empty keep-fp32 selection (type names, ``re:PATTERN``)."""
     if spec is None:
         return
     from ..precision import ModuleFilter, PrecisionError
 
+    valid = "type names or re:PATTERN, comma-separated, e.g. LayerNorm,re:^head"
     try:
-        ModuleFilter.parse(spec)
+        chosen = ModuleFilter.parse(spec)
     except PrecisionError as err:
-        raise UsageError(f"{flag} {spec}: {err}; valid: type names or re:PATTERN") from None
+        raise UsageError(f"{flag} {spec}: {err}; valid: {valid}") from None
+    if not chosen:
+        raise UsageError(f"{flag} {spec!r}: an empty selection; valid: {valid} (or no {flag})")
+
+
+#: The most passes over a training set a run may ask for.
+MAX_EPOCHS = 10**6
+
+
+def check_steps(value: Any, flag: str = "--steps") -> None:
+    """``value`` is ``None`` or a whole number in ``1..MAX_STEPS``."""
+    from ..study.validate import MAX_STEPS
+
+    check_positive(value, flag, integer=True)
+    if value is not None and value > MAX_STEPS:
+        raise UsageError(f"{flag} {value}: too many steps; valid: a whole number in 1..{MAX_STEPS:_}")
+
+
+def check_threads(value: Any, flag: str = "--threads") -> None:
+    """``value`` is ``None`` or a whole number of CPU threads in ``1..os.cpu_count()``.
+
+    More threads than CPUs only oversubscribe, and far more (100000) make OpenBLAS fail to start
+    its threads and crash the process, so the machine's count is the bound.
+    """
+    from ..study.validate import max_threads
+
+    check_positive(value, flag, integer=True, note="torch CPU threads")
+    count = max_threads()
+    if value is not None and value > count:
+        raise UsageError(
+            f"{flag} {value}: more than the {count} CPU(s) of this machine; valid: a whole number in 1..{count}"
+        )

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +41,17 @@ def register(subparsers: Any) -> None:
 
 def _check_flags(args: argparse.Namespace) -> None:
     """Numbers given on the command line, each against its flag's rule (one line naming the flag)."""
-    from .checks import check_finite, check_keep_fp32, check_positive
+    from .checks import check_finite, check_keep_fp32, check_positive, check_steps, check_threads
+    from .env import check_env
 
-    for name, allow_zero in (("steps", False), ("gpus", False), ("batch_size", False), ("threads", False),
-                             ("warmup_steps", True), ("eval_every", True)):  # fmt: skip
+    check_env()
+    for name, allow_zero in (("gpus", False), ("batch_size", False), ("warmup_steps", True),
+                             ("eval_every", True)):  # fmt: skip
         check_positive(
             getattr(args, name), f"--{name.replace('_', '-')}", allow_zero=allow_zero, integer=True
         )
+    check_steps(args.steps)
+    check_threads(args.threads)
     check_positive(args.lr, "--lr")
     check_keep_fp32(args.keep_fp32)
     if args.target_metric is not None:
@@ -175,20 +177,17 @@ def check_study(args: argparse.Namespace) -> dict[str, tuple[Any, Path]]:
     return planned
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace) -> int:
     """Check everything, then run the study (or each experiment of the study file) and write its outputs.
 
     Exit 0 when every arm that should run was measured (skipped modes are not failures), 1 when
-    any arm failed (the outputs are written all the same), 130 after Ctrl-C or SIGTERM (the running
-    arm is stopped and what was measured is written).
+    any arm failed (the outputs are written all the same), 130 after Ctrl-C and 143 after SIGTERM (the
+    running arm is stopped and what was measured is written).
     """
     from rich.console import Console
 
     from ..study import run_study
+    from .signals import current
     from .tracking import check_log_args, study_trackers
 
     planned = check_study(args)
@@ -196,8 +195,7 @@ def run(args: argparse.Namespace) -> int:
     # A pipe or a log file gets a wide table instead of rich's 80-column fallback.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     # SIGTERM (a scheduler's stop, `kill`) ends the study the way Ctrl-C does: arms stopped, results kept.
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    stop = current()  # cli.signals turns SIGTERM into the KeyboardInterrupt run_study handles
     failed: list[str] = []
     flagged: list[str] = []  # command arms whose script ran (or did not report) another precision
     total = 0
@@ -211,15 +209,12 @@ def run(args: argparse.Namespace) -> int:
             flagged += [f"{'' if args.config is None else name + '/'}{arm['mode']} ({arm.get('reason')})"
                         for arm in study["arms"] if arm["status"] == "flagged"]  # fmt: skip
             if study.get("interrupted"):
-                print(f"ampkit compare: interrupted: stopped the running arm; wrote what was measured to {out}/",
+                print(f"ampkit compare: {stop.words()}: stopped the running arm; wrote what was measured to {out}/",
                       file=sys.stderr)  # fmt: skip
-                return 130
+                return stop.exit_code()
     except OSError as err:  # a full disk or an I/O error while writing the outputs
         print(f"ampkit compare: error: {err}", file=sys.stderr)
         return 1
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if failed:
         where = args.out if len(planned) == 1 else f"{args.out}/*"
         print(f"ampkit compare: error: {len(failed)} of {total} arms failed: {'; '.join(failed)}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .parser import add_flag
+from .parser import add_flag, path_arg
 from .tracking import add_log_args
 from .train import add_run_args
 
@@ -69,14 +69,14 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     add_flag(
         parser,
         "out",
-        type=Path,
+        type=path_arg,
         default=Path("runs/compare"),
         help="output folder (with --config: one sub-folder per experiment)",
     )
     add_flag(
         parser,
         "config",
-        type=Path,
+        type=path_arg,
         default=None,
         help="study TOML file with [experiments.NAME] tables (see docs/study.md)",
     )

@@ -20,9 +20,13 @@ from typing import Any
 
 from ..errors import UsageError
 from .checks import check_out_dir, check_positive
-from .parser import add_flag
+from .parser import add_flag, path_arg
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+#: Smallest ``--shard-size``: a sample's tar headers and JSON alone take about 3.5 KiB.
+MIN_SHARD_SIZE = 4 << 10
+#: Largest finite float32; an ``--offset`` beyond it cannot be stored with the samples.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def parse_size(text: str) -> int:
@@ -34,6 +38,11 @@ def parse_size(text: str) -> int:
     size = int(float(match.group(1)) * _UNITS[match.group(2)])
     if size < 1:
         raise UsageError(f"--shard-size {text}: less than one byte; {valid}")
+    if size < MIN_SHARD_SIZE:
+        raise UsageError(
+            f"--shard-size {text}: {size} bytes, less than one sample's tar headers and metadata; "
+            "valid: at least 4K, e.g. 512M"
+        )
     return size
 
 
@@ -47,6 +56,11 @@ def parse_offset(text: str | None) -> float | str | None:
         value = math.nan
     if not math.isfinite(value):
         raise UsageError(f"bad --offset {text!r}; valid: a finite number or auto")
+    if abs(value) > FLOAT32_MAX:
+        raise UsageError(
+            f"--offset {text}: beyond float32's range, where offsets are stored; "
+            f"valid: a number within ±{FLOAT32_MAX:.4g}, or auto"
+        )
     return value
 
 
@@ -56,7 +70,14 @@ def register(subparsers: Any) -> None:
         "convert", help="store arrays as reduced-precision tar shards", description=__doc__
     )
     p.add_argument("sources", nargs="+", metavar="SRC", help=".npz/.npy files or folders of them")
-    add_flag(p, "out", required=True, metavar="DIR", help="output folder of shards and manifest.json")
+    add_flag(
+        p,
+        "out",
+        type=path_arg,
+        required=True,
+        metavar="DIR",
+        help="output folder of shards and manifest.json",
+    )
     add_flag(
         p,
         "dtype",
@@ -91,9 +112,21 @@ def register(subparsers: Any) -> None:
         help="values beyond the stored dtype's range: fail naming the sample, or clip and count",
     )
     add_flag(p, "on-nonfinite", default="error", choices=("error", "keep"), help="NaN/Inf in a source")
-    add_flag(p, "max-abs-error", type=float, default=1.0, metavar="E", help="auto: fp16 accepted up to this")
     add_flag(
-        p, "max-rel-error", type=float, default=0.004, metavar="R", help="auto: bf16 accepted up to this"
+        p,
+        "max-abs-error",
+        type=float,
+        default=None,
+        metavar="E",
+        help="--dtype auto only: fp16 accepted up to this (default 1.0; refused with a fixed --dtype)",
+    )
+    add_flag(
+        p,
+        "max-rel-error",
+        type=float,
+        default=None,
+        metavar="R",
+        help="--dtype auto only: bf16 accepted up to this (default 0.004; refused with a fixed --dtype)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -134,6 +167,19 @@ def print_summary(result: Any, out: str, workers: int) -> None:
     )
 
 
+def check_tolerances(args: argparse.Namespace) -> None:
+    """``--max-abs-error``/``--max-rel-error`` choose among dtypes (``--dtype auto``); with a fixed
+    ``--dtype`` they would limit nothing, so they are refused rather than silently ignored."""
+    given = [f for f in ("max_abs_error", "max_rel_error") if getattr(args, f) is not None]
+    if args.dtype != "auto" and given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UsageError(
+            f"{flag} {getattr(args, given[0]):g} with --dtype {args.dtype}: the tolerances pick the dtype "
+            "of --dtype auto and limit nothing with a fixed dtype (its error is recorded per sample); "
+            f"valid: --dtype auto with {flag}, or --dtype {args.dtype} without it"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Convert, showing a progress bar, then print the summary."""
     from pathlib import Path
@@ -142,20 +188,22 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..data.codec import CodecOptions
-    from ..data.convert import ConvertOptions, convert
+    from ..data.convert import ConvertOptions, convert, sample_delay
     from ..data.sources import discover
 
+    sample_delay()  # its environment variable, checked before anything is written
     check_positive(args.workers, "--workers", integer=True)
     check_positive(args.samples_per_shard, "--samples-per-shard", integer=True)
     check_positive(args.max_abs_error, "--max-abs-error", allow_zero=True)
     check_positive(args.max_rel_error, "--max-rel-error", allow_zero=True)
+    check_tolerances(args)
     codec = CodecOptions(
         dtype=args.dtype,
         offset=parse_offset(args.offset),
         on_overflow=args.on_overflow,
         on_nonfinite=args.on_nonfinite,
-        max_abs_error=args.max_abs_error,
-        max_rel_error=args.max_rel_error,
+        max_abs_error=1.0 if args.max_abs_error is None else args.max_abs_error,
+        max_rel_error=0.004 if args.max_rel_error is None else args.max_rel_error,
     )
     opts = ConvertOptions(
         out=Path(args.out),

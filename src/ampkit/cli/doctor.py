@@ -9,6 +9,8 @@ from typing import Any
 from .parser import add_flag
 
 _LEVEL_STYLE = {"hardware": "green", "emulated": "yellow", "no": "red"}
+#: Longest ``--budget``: the probe takes about this long, so a typo such as 1e12 would never end.
+MAX_BUDGET_S = 600.0
 
 
 def register(subparsers: Any) -> None:
@@ -102,10 +104,16 @@ def render(report: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Gather the report and print it (tables, or JSON only with ``--json``)."""
+    from ..errors import UsageError
     from ..hardware import doctor_report
     from .checks import check_device, check_positive
 
     check_positive(args.budget, "--budget", allow_zero=True, note="seconds; 0 skips the measurement")
+    if args.budget > MAX_BUDGET_S:
+        raise UsageError(
+            f"--budget {args.budget:g}: longer than {MAX_BUDGET_S:g} s; valid: 0..{MAX_BUDGET_S:g} "
+            "seconds (0 skips the measurement)"
+        )
     device = check_device(args.device)
     if args.json:
         print(json.dumps(doctor_report(device, budget_s=args.budget), indent=2))

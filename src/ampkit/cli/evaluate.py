@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..precision.args import add_precision_args
-from .parser import add_flag
+from .parser import add_flag, path_arg
 from .train import add_compile_flag
 
 
@@ -17,8 +17,17 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a checkpoint under a precision", description=__doc__
     )
-    parser.add_argument("checkpoint", type=Path, help="a last.pt written by ampkit train (or its run folder)")
+    parser.add_argument(
+        "checkpoint", type=path_arg, help="a last.pt written by ampkit train (or its run folder)"
+    )
     add_flag(parser, "device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_flag(
+        parser,
+        "task",
+        default=None,
+        help="the checkpoint's task, named by you: needed for a custom module:factory task, which "
+        "is never imported because a checkpoint names it (built-in tasks need no --task)",
+    )
     add_precision_args(parser)
     add_compile_flag(parser)
     parser.set_defaults(func=run)
@@ -51,12 +60,14 @@ def run(args: argparse.Namespace) -> int:
     from ..precision import Precision, PrecisionRequest, resolve
     from ..precision.compile import compile_state
     from ..tasks import TaskSpec, build_task
+    from ..tasks.registry import trusted_task
     from .checks import check_device
 
     path = checkpoint_path(args.checkpoint)
     device = check_device(args.device)
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
+    task_name = trusted_task(config.task, str(path), given=args.task)  # before anything is imported
     asked = PrecisionRequest(args.precision, args.mixed_precision, args.amp_dtype, args.amp)
     explicit = args.precision or args.mixed_precision or args.amp
     mode = state["precision"]
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     emulate = args.fp8_emulate or config.fp8_emulate
     keep = args.keep_fp32 or state.get("keep_fp32") or None
     precision = Precision(mode, device, keep_fp32=keep, fp8_emulate=emulate)
-    task = build_task(config.task, TaskSpec(config.seed, config.batch_size, precision.device, config.size))
+    task = build_task(task_name, TaskSpec(config.seed, config.batch_size, precision.device, config.size))
     model = precision.prepare(task.model)
     # Weights are stored in the training precision; load_state_dict copies them into this precision's dtypes.
     load_weights(model, state["model"], path)  # a mismatch is one line naming the file

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..integrations import DEVICES, FORMATS, FRAMEWORKS
-from .parser import add_flag
+from .parser import add_flag, path_arg
 
 
 def register(subparsers: Any) -> None:
@@ -53,6 +53,7 @@ def register(subparsers: Any) -> None:
     add_flag(
         parser,
         "merge-into",
+        type=path_arg,
         default=None,
         metavar="FILE",
         help="DeepSpeed: merge the precision blocks into this JSON config and print the result "
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--out",
         dest="out",
+        type=path_arg,
         default=None,
         metavar="FILE",
         help="write the output to FILE (atomically; may be the --merge-into file) instead of stdout",
@@ -68,26 +70,20 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _read_config(path: str) -> Any:
-    """The user's JSON config; UsageError naming what is wrong with the file."""
+def _read_config(path: Path) -> Any:
+    """The user's JSON config; UsageError naming what is wrong with the file (a folder, a FIFO or
+    device, over 16 MiB, not UTF-8, not JSON, nested too deeply)."""
     from ..errors import UsageError
+    from ..study.config_file import parse, read_text
 
     valid = "valid: an existing DeepSpeed JSON config file"
-    file = Path(path)
-    if not file.exists():
-        raise UsageError(f"--merge-into {path}: no such file; {valid}")
-    if file.is_dir():
-        raise UsageError(f"--merge-into {path}: is a folder; {valid}")
+    text = read_text(path, "--merge-into", valid)
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UsageError(f"--merge-into {path}: not UTF-8 text; {valid}") from None
+        return parse(text, json.loads, "--merge-into", path, valid)
     except json.JSONDecodeError as err:
         raise UsageError(
             f"--merge-into {path}: not JSON ({err.msg} at line {err.lineno} column {err.colno}); {valid}"
         ) from None
-    except OSError as err:
-        raise UsageError(f"--merge-into {path}: {err.strerror or err}; {valid}") from None
 
 
 def run(args: argparse.Namespace) -> int:

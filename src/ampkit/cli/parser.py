@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ..precision.args import both_spellings
@@ -48,3 +49,15 @@ def add_flag(parser: argparse.ArgumentParser | Any, name: str, **kwargs: Any) ->
     """``add_argument`` under both ``--dash-name`` and ``--under_name``."""
     kwargs.setdefault("dest", name.replace("-", "_"))
     parser.add_argument(*both_spellings(name), **kwargs)
+
+
+def path_arg(text: str) -> Path:
+    """``type=`` of a path flag: ``Path(text)``, refusing ``""`` (which ``Path`` reads as the current
+    folder, so ``--out ""`` would write there) and NUL bytes (no file name holds one)."""
+    if text == "":
+        raise argparse.ArgumentTypeError(
+            "'' is an empty path; valid: a non-empty path (. for the current folder)"
+        )
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} holds a NUL byte; valid: a path without NUL bytes")
+    return Path(text)

@@ -94,10 +94,14 @@ def _checks(args: argparse.Namespace) -> tuple[Any, list[Any], str]:
     from ..hardware.plan import PlanSettings
     from ..study.arms import plan_arms
     from ..study.config import parse_precisions
-    from .checks import check_device, check_keep_fp32, check_positive, check_task
+    from .checks import check_device, check_keep_fp32, check_positive, check_steps, check_task, check_threads
+    from .env import check_env
 
-    for name in ("global_batch", "max_batch", "multiple_of", "steps", "threads"):
+    check_env()
+    for name in ("global_batch", "max_batch", "multiple_of"):
         check_positive(getattr(args, name), f"--{name.replace('_', '-')}", integer=True)
+    check_steps(args.steps)
+    check_threads(args.threads)
     check_positive(args.seed, "--seed", allow_zero=True, integer=True)
     check_positive(args.probe_timeout, "--probe-timeout")
     if args.multiple_of > args.max_batch:

@@ -10,8 +10,9 @@ from typing import Any
 
 from ..numerics.args import add_nonfinite_args, check_nonfinite_args, nonfinite_fields, numerics_summary
 from ..precision.args import add_precision_args
-from .parser import add_flag
+from .parser import add_flag, path_arg
 from .tracking import add_log_args
+from .train_out import check_earlier_run, stop_hint
 
 TASK_HELP = (
     "built-in task (digits, tinygpt, ct) or module:factory — a callable taking an ampkit.tasks.TaskSpec "
@@ -67,9 +68,18 @@ def register(subparsers: Any) -> None:
         help="bf16-true: how bf16 weights take updates (kahan/stochastic keep small updates from rounding away)",
     )
     add_compile_flag(parser)
-    add_flag(parser, "out", type=Path, default=Path("runs/train"), help="run folder: metrics.json, last.pt")
+    add_flag(
+        parser, "out", type=path_arg, default=Path("runs/train"), help="run folder: metrics.json, last.pt"
+    )
     add_flag(parser, "checkpoint-every", type=int, default=0, help="write out/last.pt every N steps")
     add_flag(parser, "resume", action="store_true", help="continue from out/last.pt if it exists")
+    add_flag(
+        parser,
+        "overwrite",
+        action="store_true",
+        help="replace the earlier run in --out (its last.pt and metrics.json); without it, or "
+        "--resume, a folder holding an earlier run is refused",
+    )
     add_flag(
         parser,
         "resume-any",
@@ -84,7 +94,7 @@ def register(subparsers: Any) -> None:
     add_flag(parser, "timeout", type=float, default=None, help="--nproc: seconds before the job is stopped")
     add_nonfinite_args(parser)
     add_log_args(parser, "OUT")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, stop_hint=stop_hint)
 
 
 def check_run_args(args: argparse.Namespace) -> str:
@@ -93,13 +103,24 @@ def check_run_args(args: argparse.Namespace) -> str:
     Returns the device to use. Numbers first, then the device, then the task (importing a user's
     module runs its top level, so it comes last); nothing is created.
     """
-    from .checks import check_device, check_int_range, check_positive, check_task
+    from .checks import (
+        check_device,
+        check_int_range,
+        check_keep_fp32,
+        check_positive,
+        check_steps,
+        check_task,
+        check_threads,
+    )
+    from .env import check_env
 
+    check_env()
     check_positive(args.batch_size, "--batch-size", integer=True)
     check_int_range(args.seed, "--seed", 0, 2**63 - 1)
-    check_positive(args.threads, "--threads", integer=True, note="torch CPU threads")
-    check_positive(getattr(args, "steps", None), "--steps", integer=True)
+    check_threads(args.threads)
+    check_steps(getattr(args, "steps", None))
     check_positive(getattr(args, "lr", None), "--lr")
+    check_keep_fp32(getattr(args, "keep_fp32", None))
     device = check_device(args.device)
     check_task(args.task, args.size)
     return device
@@ -108,11 +129,19 @@ def check_run_args(args: argparse.Namespace) -> str:
 def check_train_args(args: argparse.Namespace) -> str:
     """Every ``ampkit train`` flag, checked before training starts; returns the device."""
     from ..engine.distributed import world_from_env
-    from .checks import check_out_dir, check_positive, check_task
+    from ..errors import UsageError
+    from .checks import MAX_EPOCHS, check_out_dir, check_positive, check_task
 
     check_positive(args.accumulate, "--accumulate", integer=True)
     check_positive(args.nproc, "--nproc", integer=True)
     check_positive(args.epochs, "--epochs")
+    if args.epochs is not None and args.epochs > MAX_EPOCHS:
+        raise UsageError(f"--epochs {args.epochs:g}: too many passes; valid: a number in (0, {MAX_EPOCHS:_}]")
+    if args.epochs is not None and args.steps is not None:
+        raise UsageError(
+            f"--steps {args.steps} and --epochs {args.epochs:g} both given; valid: one of them "
+            "(--steps counts optimizer steps, --epochs passes over the training set)"
+        )
     check_positive(args.clip_grad_norm, "--clip-grad-norm")
     check_positive(args.clip_grad_value, "--clip-grad-value")
     check_positive(
@@ -125,7 +154,19 @@ def check_train_args(args: argparse.Namespace) -> str:
     device = check_run_args(args)
     if args.nproc > 1 and world_from_env()[1] == 1:  # build the task once here, not fail N ranks later
         check_task(args.task, args.size, build=True)
+        _check_batch_for_launch(args)  # the ranks would each refuse it; say it once, before launching
     return device
+
+
+def _check_batch_for_launch(args: argparse.Namespace) -> None:
+    """``--batch-size`` within the task's training set, checked on a CPU build of the task."""
+    import torch
+
+    from ..engine.setup import check_batch_size
+    from ..tasks import TaskSpec, build_task
+
+    task = build_task(args.task, TaskSpec(seed=0, batch_size=2, device=torch.device("cpu"), size=args.size))
+    check_batch_size(args.batch_size, task, args.size)
 
 
 def checked_mode(args: argparse.Namespace, device: str) -> str:
@@ -141,8 +182,29 @@ def checked_mode(args: argparse.Namespace, device: str) -> str:
     caps = device_capabilities(device)
     request = request_from_args(args)
     mode = resolve(request, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware)
+    check_mode_flags(args, mode)
     check_fit(MODES[mode], caps, fp8_emulate=bool(getattr(args, "fp8_emulate", False)))
     return mode
+
+
+def check_mode_flags(args: argparse.Namespace, mode: str) -> None:
+    """Flags that apply to some modes only are refused under the others, alike and before any work:
+    ``--fp8-emulate`` (fp8 modes) and ``--bf16-update kahan|stochastic`` (bf16-true)."""
+    from ..errors import UsageError
+    from ..precision import MODES
+
+    fp8 = [name for name, spec in MODES.items() if spec.fp8]
+    if getattr(args, "fp8_emulate", False) and not MODES[mode].fp8:
+        raise UsageError(
+            f"--fp8-emulate applies to fp8 modes, not {mode}; valid: --precision {' or '.join(fp8)} "
+            "with it (or no --fp8-emulate)"
+        )
+    update = getattr(args, "bf16_update", "plain")
+    if update != "plain" and mode != "bf16-true":
+        raise UsageError(
+            f"--bf16-update {update} applies to bf16-true (bf16 weights), not {mode}; valid: "
+            "--precision bf16-true with it (or --bf16-update plain)"
+        )
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -151,6 +213,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
     device = check_train_args(args)
     mode = checked_mode(args, device)
+    check_earlier_run(args)  # last: the flags are right, now what --out holds
     return TrainConfig(
         task=args.task,
         precision=mode,

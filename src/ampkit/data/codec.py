@@ -24,6 +24,7 @@ from .codec_ref import (
     SampleError,
     error_stats,
     float32_to_bf16_bits,
+    refuse_inexact_integers,
     refuse_nonfinite,
 )
 from .scratch import Scratch
@@ -143,8 +144,9 @@ def resolve_offset(offset: float | str | None, rng: tuple[float, float] | None, 
     if offset is None or rng is None:
         return 0.0
     if offset == "auto":
-        mid = (rng[0] + rng[1]) / 2.0
-        return float(np.floor(mid + 0.5)) if integer else float(np.float32(mid))
+        if integer:  # the exact integer middle, rounded to a float32 value (decoding adds it in float32)
+            return float(np.float32((int(rng[0]) + int(rng[1]) + 1) // 2))
+        return float(np.float32((rng[0] + rng[1]) / 2.0))
     value = float(offset)
     if float(np.float32(value)) != value:
         raise UsageError(f"offset {value!r} is not exactly representable in float32; pick a rounder value")
@@ -190,6 +192,7 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str, scratch: Scratch | None
     """
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise SampleError(f"sample {name}: dtype {x.dtype} is not numeric; valid: float or integer arrays")
+    refuse_inexact_integers(x, name)
     want = DTYPE_NAMES[opts.dtype]
     if want != "auto" and opts.offset != "auto":
         enc = encode_as(x, want, resolve_offset(opts.offset, (0.0, 0.0), False), opts, name, scratch)
@@ -204,18 +207,25 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str, scratch: Scratch | None
         enc = encode_as(x, want, resolve_offset(opts.offset, rng, integer), opts, name, scratch)
         enc.reason = f"requested --dtype {opts.dtype}"
         return enc
-    span = f"[{rng[0]:g}, {rng[1]:g}]" if rng else "[]"
+    if rng is None:
+        span = "[]"
+    else:  # integers in full (exact within ±2**53): 16777217 must not read as 1.67772e+07
+        span = f"[{int(rng[0])}, {int(rng[1])}]" if integer else f"[{rng[0]:g}, {rng[1]:g}]"
+    why_not = "non-integer values" if not integer else f"integer values in {span} exceed int16"
     if integer and rng is not None:
+        lo, hi = int(rng[0]), int(rng[1])  # exact: integer sources are within ±2**53 (refused above)
         off = resolve_offset(opts.offset, rng, True)
-        if opts.offset is None and not (rng[0] >= INT16_RANGE[0] and rng[1] <= INT16_RANGE[1]):
+        if opts.offset is None and not (lo >= INT16_RANGE[0] and hi <= INT16_RANGE[1]):
             off = resolve_offset("auto", rng, True)  # an offset can bring a 16-bit span into int16
-        if rng[0] - off >= INT16_RANGE[0] and rng[1] - off <= INT16_RANGE[1]:
+        fits = off == int(off) and INT16_RANGE[0] <= lo - int(off) and hi - int(off) <= INT16_RANGE[1]
+        if fits:
             enc = encode_as(x, "int16", off, opts, name, scratch)
-            enc.reason = f"integer values in {span}: int16 is exact"
-            return enc
+            if enc.max_abs == 0.0:  # exact as a reader decodes it (float32(stored) + offset), not assumed
+                enc.reason = f"integer values in {span}: int16 is exact"
+                return enc
+            why_not = f"integer values in {span}: int16 + offset {off:g} decodes (in float32) with max abs error {enc.max_abs:g}"
     strict = CodecOptions(dtype="auto", offset=opts.offset, on_nonfinite=opts.on_nonfinite)
     offset = _fp16_offset(rng, integer) if opts.offset is None else resolve_offset(opts.offset, rng, integer)
-    why_not = "non-integer values" if not integer else f"integer values in {span} exceed int16"
     try:
         if rng is not None and max(abs(rng[0] - offset), abs(rng[1] - offset)) >= FP16_ROUNDS_TO_INF:
             raise SampleError("beyond the fp16 range")  # known from the range: no pass needed

@@ -22,6 +22,8 @@ BF16_MAX = float(np.uint32(0x7F7F0000).view(np.float32))
 """Largest finite bfloat16 (3.3895e38)."""
 INT16_RANGE = (-32768, 32767)
 """Representable int16 values."""
+EXACT_INT = 2**53
+"""Integers beyond ``±2**53`` are not all float64 values: such a source cannot be measured or stored exactly."""
 _LIMIT = {"float16": FP16_MAX, "bfloat16": BF16_MAX, "int16": float(INT16_RANGE[1])}
 
 
@@ -102,6 +104,24 @@ def refuse_nonfinite(x: np.ndarray, keep: bool, name: str) -> None:
     n = 0 if keep else count_nonfinite(x)
     if n:
         raise SampleError(f"sample {name}: {n} NaN/Inf values in the source; use --on-nonfinite keep")
+
+
+def refuse_inexact_integers(x: np.ndarray, name: str) -> None:
+    """Refuse a 64-bit integer sample holding values beyond ``±2**53`` (checked in exact integers).
+
+    Such values have no exact float64 (nor float32) value: every figure and every stored dtype would
+    silently shift them (``2**63 + 1`` would decode as ``2**63`` and claim no error).
+    """
+    if x.dtype.kind not in "iu" or x.dtype.itemsize < 8 or x.size == 0:
+        return
+    lo, hi = int(x.min()), int(x.max())
+    if lo >= -EXACT_INT and hi <= EXACT_INT:
+        return
+    raise SampleError(
+        f"sample {name}: {x.dtype} values in [{lo}, {hi}] go beyond ±2**53 ({EXACT_INT}), where integers "
+        "are no longer exact in float64, so no 2-byte dtype can store them without silently changing "
+        "them; valid: integer values within ±2**53 (cast the source to float64 first to accept rounding)"
+    )
 
 
 def refuse_int16(x: np.ndarray, keep: bool, name: str, offset: float) -> None:

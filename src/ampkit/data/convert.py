@@ -47,6 +47,23 @@ _HEADER_ESTIMATE = 3 * 512 + 2048
 """Bytes a sample adds to a shard beyond its ``.bin`` data (tar headers, JSON, padding), for planning."""
 
 
+def sample_delay() -> float:
+    """``$AMPKIT_CONVERT_SAMPLE_DELAY`` seconds (a test hook slowing each sample), 0 when unset;
+    anything but a finite number in 0..60 is a :class:`UsageError` naming the variable."""
+    import math
+
+    text = os.environ.get(DELAY_ENV, "").strip()
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 60):
+        raise UsageError(
+            f"{DELAY_ENV}={text!r}: not a number of seconds in 0..60; valid: e.g. 0.01, or unset"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """What ``convert`` writes and how."""
@@ -157,7 +174,7 @@ def _write(
         for n, members in enumerate(plan)
         if n not in written.state.done
     ]
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    delay = sample_delay()
     workers = min(opts.workers, sum(len(m) for _, m in todo))
     if workers > 1 and len(todo) >= workers:
         parallel.run_shards(todo, written.state.out, opts.codec, workers, delay, on_sample, written.add)

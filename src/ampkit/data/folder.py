@@ -81,6 +81,14 @@ def read_for_summary(folder: ShardFolder) -> tuple[dict[str, Any], list[dict[str
                 raise UsageError(f"{d / MANIFEST_NAME}: {folder.manifest_problem}; {check}")
             manifest = rebuild_manifest(d, write=False)
             note = f"(no {MANIFEST_NAME}: rebuilt from the shards' index members, not written)"
+        listed = {s["name"] for s in manifest["shards"]}
+        unlisted = [p.name for p in folder.shard_files if p.name not in listed]
+        if unlisted:  # a summary of the listed shards only would misreport the folder (0 samples, say)
+            more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
+            raise UsageError(
+                f"{d}: {unlisted[0]}{more} in the folder but not listed in its {MANIFEST_NAME} "
+                f"(which lists {len(listed)} shards); {check}"
+            )
         for shard in manifest["shards"]:
             size = (d / shard["name"]).stat().st_size
             if size != shard["bytes"]:

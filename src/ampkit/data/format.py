@@ -189,8 +189,8 @@ def read_sample(shard: Path, entry: dict[str, Any]) -> tuple[bytes, dict[str, An
 def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Every sample's JSON, in manifest order (seek + read per sample, no data read), checked.
 
-    Each JSON must hold the fields a summary reads (``schema.sample_meta(full=True)``) and a
-    shape whose size equals the sample's ``.bin`` span; ``ValueError`` names the shard and key.
+    Each JSON passes ``schema.checked_sample`` (the fields a summary reads, its key, a shape whose
+    size equals the sample's ``.bin`` span); ``ValueError`` names the shard and key.
     """
     metas: list[dict[str, Any]] = []
     for shard in manifest["shards"]:
@@ -201,16 +201,7 @@ def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[s
                     data = read_member(fh, e["json"])
                 except ValueError as err:
                     raise ValueError(f"{where}: {err}") from None
-                meta = schema.sample_meta(schema.parse_json(data, where), where, True)
-                dtype = STORED_DTYPES.get(meta["dtype"])
-                if dtype is None:
-                    raise ValueError(f"{where}: unknown stored dtype {meta['dtype']!r}")
-                if schema.nbytes(meta["shape"], dtype.itemsize) != int(e["bin"][1]):
-                    raise ValueError(
-                        f"{where}: shape {meta['shape']} of {meta['dtype']} needs "
-                        f"{schema.nbytes(meta['shape'], dtype.itemsize)} bytes, the shard holds {e['bin'][1]}"
-                    )
-                metas.append(meta)
+                metas.append(schema.checked_sample(data, e, where))  # the check verify-shards makes too
     return metas
 
 

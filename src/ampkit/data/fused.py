@@ -9,7 +9,9 @@ values near the stored dtype's limits: such a chunk takes the float64 reference 
 
 Exactness (the figures equal the float64 reference of docs/data.md, ``codec_ref.error_stats``).
 Sources exact in float32 (float32, float16, 8/16-bit integers) work in float32, others
-(float64, wider integers) in float64, where everything is as the reference computes it. In float32:
+(float64, wider integers) in float64, where everything is as the reference computes it (64-bit
+integers beyond ±2**53, which float64 cannot hold, are refused before: ``codec_ref.refuse_inexact_integers``).
+In float32:
 
 * without an offset, ``|dec - src|`` is exact (dec is src rounded to 2 bytes, within a factor 2
   of it: Sterbenz), so ``max_abs`` is exact; with an offset it may round, and ``e / src`` always

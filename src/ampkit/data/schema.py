@@ -21,6 +21,9 @@ SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SOURCE_KINDS = "iuf"
 """numpy dtype kinds a source may have had (integer, unsigned, float)."""
+STORED_ITEMSIZE = {"float16": 2, "bfloat16": 2, "int16": 2}
+"""Stored dtype names (a sample JSON's ``dtype``) and their bytes per value."""
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_json(data: bytes | str, what: str) -> Any:
@@ -155,6 +158,9 @@ def sample_meta(value: Any, where: str, full: bool = False) -> dict[str, Any]:
     for name in ("offset", "slope", "intercept"):
         if name in meta:
             number(meta[name], f"{where}.{name}")
+    offset = meta.get("offset", 0.0)
+    if abs(offset) > _FLOAT32_MAX:  # decoding adds float32(offset): it would be inf
+        raise ValueError(f"{where}.offset is {offset!r}, beyond the float32 range ±{_FLOAT32_MAX:g}")
     if not full:
         return meta
     source = meta.get("source_dtype")
@@ -166,7 +172,44 @@ def sample_meta(value: Any, where: str, full: bool = False) -> dict[str, Any]:
         raise ValueError(f"{where}.source_dtype is {source!r}, not a numeric dtype name")
     error = _obj(meta.get("error"), f"{where}.error")
     for name in ("max_abs", "max_rel"):
-        number(error.get(name), f"{where}.error.{name}")
+        if number(error.get(name), f"{where}.error.{name}") < 0:
+            raise ValueError(f"{where}.error.{name} is {error[name]!r}, not an error (>= 0)")
     _text(_obj(meta.get("choice"), f"{where}.choice").get("reason"), f"{where}.choice.reason")
     count(meta.get("overflow_clipped", 0), f"{where}.overflow_clipped")
+    _value_range(meta.get("range"), f"{where}.range")
+    return meta
+
+
+def _value_range(value: Any, where: str) -> None:
+    """``[min, max]`` of the finite source values (finite numbers, min <= max) or ``[null, null]``."""
+    if value == [None, None]:
+        return
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"{where} is {value!r}, not [min, max]")
+    lo, hi = number(value[0], f"{where}[0]"), number(value[1], f"{where}[1]")
+    if lo > hi:
+        raise ValueError(f"{where} is {value!r}: min above max")
+
+
+def checked_sample(json_bytes: bytes, entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """One sample's JSON checked against its index ``entry``: the per-sample metadata check that
+    ``inspect`` (:func:`ampkit.data.format.sample_metas`) and ``verify-shards`` share, so they agree.
+
+    Every field a summary or a reader uses (:func:`sample_meta` with ``full``), the key the index
+    files it under, a known stored dtype and a shape whose size is the ``.bin`` span's. Raises
+    ``ValueError`` naming ``where`` and the field.
+    """
+    meta = sample_meta(parse_json(json_bytes, where), where, full=True)
+    if meta["key"] != entry["key"]:
+        raise ValueError(f"{where}: its JSON names key {meta['key']!r}")
+    itemsize = STORED_ITEMSIZE.get(meta["dtype"])
+    if itemsize is None:
+        raise ValueError(
+            f"{where}: unknown stored dtype {meta['dtype']!r}; valid: {', '.join(STORED_ITEMSIZE)}"
+        )
+    need = nbytes(meta["shape"], itemsize)
+    if need != int(entry["bin"][1]):
+        raise ValueError(
+            f"{where}: shape {meta['shape']} of {meta['dtype']} needs {need} bytes, the shard holds {entry['bin'][1]}"
+        )
     return meta

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .checksum import sample_crc
 from .folder import ShardFolder, open_folder
 from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
-from .schema import parse_json, sample_meta
+from .schema import checked_sample
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,15 @@ def _check_sample(fh: Any, entry: dict[str, Any]) -> str | None:
             return "sample bytes differ from the crc32c recorded in the manifest"
     elif "sha256" in entry and hashlib.sha256(bin_bytes + json_bytes).hexdigest() != entry["sha256"]:
         return "sample bytes differ from the sha256 recorded in the manifest"
+    try:  # the same metadata check as inspect's (schema.checked_sample), so the two agree
+        meta = checked_sample(json_bytes, entry, "sample JSON")
+    except (ValueError, KeyError, TypeError) as err:
+        return f"damaged metadata ({err})"
     try:
-        meta = sample_meta(parse_json(json_bytes, "sample JSON"), "sample JSON")
-        if meta["key"] != entry["key"]:
-            return f"JSON names key {meta['key']!r}"
-        decode_array(bin_bytes, meta)  # checks the size against the shape before any reshape
+        with np.errstate(over="raise"):  # a finite stored value + offset beyond float32: Inf
+            decode_array(bin_bytes, meta)
+    except FloatingPointError:
+        return f"decodes to Inf: stored values + offset {meta.get('offset', 0.0):g} exceed the float32 range"
     except (ValueError, KeyError, TypeError) as err:
         return f"not decodable ({err})"
     return None

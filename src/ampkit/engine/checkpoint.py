@@ -195,9 +195,14 @@ def check_checkpoint(state: Any, path: Path) -> dict[str, Any]:
             )
 
     try:
-        TrainConfig.from_dict(state["config"])
+        config = TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as err:
         raise UsageError(f"{path}: damaged checkpoint: its config does not load ({err})") from None
+    sizes = ("default", "small") if config.task == "ct" else ("default", "small", "gpu")
+    if config.size not in sizes:  # a hand-edited size would fail in the task's factory
+        raise UsageError(
+            f"{path}: damaged checkpoint: config.size = {config.size!r}; valid: {', '.join(sizes)}"
+        )
     return state
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,15 +166,50 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def world_from_env(environ: dict[str, str] | None = None) -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from torchrun's variables; ``(0, 1, 0)`` when absent."""
+def _env_int(env: Any, name: str, default: int, low: int, valid: str) -> int:
+    text = str(env.get(name, "")).strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise UsageError(f"{name}={text!r}: not a whole number >= {low}; valid: {valid}")
+    return value
+
+
+def world_from_env(environ: Any = None) -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's variables; ``(0, 1, 0)`` when absent.
+
+    Garbage (``RANK=abc``, ``WORLD_SIZE=0``, ``LOCAL_RANK=-1``, a rank outside the world) is a
+    :class:`UsageError` naming the variable: these are set by a launcher, or by hand by mistake.
+    """
     env = os.environ if environ is None else environ
-    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+    launcher = "set by torchrun or ampkit's launcher (unset them for a single-process run)"
+    world = _env_int(env, "WORLD_SIZE", 1, 1, f"the number of processes, >= 1, {launcher}")
+    rank = _env_int(env, "RANK", 0, 0, f"0..WORLD_SIZE-1, {launcher}")
+    local_rank = _env_int(env, "LOCAL_RANK", 0, 0, f"a whole number >= 0, {launcher}")
+    if rank >= world:
+        raise UsageError(f"RANK={rank} with WORLD_SIZE={world}; valid: RANK in 0..{world - 1}, {launcher}")
+    return rank, world, local_rank
 
 
 def timeout_s() -> float:
     """Process-group timeout: ``$AMPKIT_DIST_TIMEOUT`` seconds, else :data:`DEFAULT_TIMEOUT_S`."""
-    return float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= 1e7:
+        raise UsageError(
+            f"{TIMEOUT_ENV}={text!r}: not a number of seconds in (0, 1e7]; valid: e.g. 600 "
+            f"(unset: {DEFAULT_TIMEOUT_S:g})"
+        )
+    return value
 
 
 def check_split(nproc: int, strategy: str, batch_size: int) -> None:

@@ -24,7 +24,7 @@ from .progress import StepProgress
 from .records import EvalRecord, RunResult, StepRecord
 from .resume import check_steps, plan_resume
 from .runfolder import CHECKPOINT_NAME, METRICS_NAME, claim_run_folder, write_json
-from .setup import RunSetup, build_run
+from .setup import RunSetup, build_run, check_batch_size
 
 log = logging.getLogger("ampkit")
 
@@ -134,7 +134,9 @@ def train(
         session(config.nproc, config.strategy, config.device) as dist,
     ):
         config, state = plan_resume(config)
-        return _train(config, hooks, build_run(config, precision, dist), state)
+        run = build_run(config, precision, dist)
+        check_batch_size(config.batch_size, run.task, config.size)  # before the first step
+        return _train(config, hooks, run, state)
 
 
 def _train(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..tasks.registry import trusted_task
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .runfolder import CHECKPOINT_NAME, claim_run_folder
@@ -78,6 +79,8 @@ def reconcile(config: TrainConfig, state: dict[str, Any], path: Path) -> TrainCo
     if not config.resume_any:
         raise UsageError(conflict(path, step, theirs, ours, total))
     taken = dict(theirs)
+    if "task" in taken:  # the checkpoint's task replaces the flags' one: only a built-in task, never its code
+        trusted_task(taken["task"], f"--resume-any: {path}")
     if short:  # the flags' steps end before the checkpoint: keep the checkpoint's own length
         taken.update(steps=saved.get("steps"), epochs=saved.get("epochs"))
     shown = {name: value for name, value in taken.items() if value is not None}

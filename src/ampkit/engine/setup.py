@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import UsageError
 from ..optim import PrecisionOptimizer
 from ..optim_bf16 import bf16_adamw
 from ..precision import Precision
@@ -41,6 +42,17 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, task: Task) -> 
     if config.bf16_update != "plain":
         return bf16_adamw(params, config.bf16_update, lr=lr, weight_decay=config.weight_decay, eps=eps)
     return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, eps=eps)
+
+
+def check_batch_size(batch_size: int, task: Task, size: str) -> None:
+    """Refuse a micro-batch larger than the task's training set: its batches would hold fewer
+    samples than asked while the records said otherwise. A stream without an end (0) has no bound."""
+    samples = task.samples_per_epoch
+    if 0 < samples < batch_size:
+        raise UsageError(
+            f"--batch-size {batch_size}: larger than the {samples} training samples of task "
+            f"{task.name} (size {size}); valid: 1..{samples}"
+        )
 
 
 def build_run(

@@ -99,7 +99,10 @@ def compile_figures(info: dict[str, Any], warmup: int) -> dict[str, Figure]:
 
 def rank() -> tuple[int, int]:
     """``(RANK, LOCAL_RANK)`` from a launcher's environment; ``(0, 0)`` for a single-process arm."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    from ..engine.distributed import world_from_env
+
+    global_rank, _, local_rank = world_from_env()  # garbage is one line naming the variable
+    return global_rank, local_rank
 
 
 def run_arm(spec: dict[str, Any]) -> dict[str, Any]:

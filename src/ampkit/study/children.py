@@ -58,6 +58,40 @@ TAIL_LINES = 5
 _MARKERS = re.compile(r"^\s*[\^~]+\s*$")
 
 
+#: What a signal that ended an arm most likely means (the kernel's OOM killer sends SIGKILL).
+_SIGNAL_NOTES = {
+    "SIGKILL": "out of memory?",
+    "SIGSEGV": "segmentation fault",
+    "SIGBUS": "bus error",
+    "SIGABRT": "aborted",
+    "SIGFPE": "arithmetic fault",
+    "SIGILL": "illegal instruction",
+    "SIGTERM": "terminated",
+    "SIGINT": "interrupted",
+    "SIGHUP": "hangup",
+    "SIGPIPE": "broken pipe",
+    "SIGXCPU": "CPU time limit",
+    "SIGXFSZ": "file size limit",
+}
+
+
+def killed_by(signum: int) -> str:
+    """``killed by signal 9 (SIGKILL; out of memory?)``: the signal's number, name and likely cause."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        return f"killed by signal {signum}"
+    note = _SIGNAL_NOTES.get(name)
+    return f"killed by signal {signum} ({name}{'; ' + note if note else ''})"
+
+
+def how_it_ended(code: int | None) -> str:
+    """``exited with code N`` or ``was killed by signal ...`` for a ``Popen.returncode``."""
+    if code is not None and code < 0:
+        return f"was {killed_by(-code)}"
+    return f"exited with code {code}"
+
+
 def arm_command(spec_path: Path) -> list[str]:
     """The command line of one arm (or one rank of it)."""
     return [sys.executable, "-c", BOOT, str(spec_path)]

@@ -67,8 +67,21 @@ with open(report + ".tmp", "w") as f:
     json.dump({{"pid": child, "maxrss_kib": usage.ru_maxrss}}, f)
 os.replace(report + ".tmp", report)
 if os.WIFSIGNALED(status):  # die the way the command died, so the study reads the same status
-    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-    os.kill(os.getpid(), os.WTERMSIG(status))
+    sig = os.WTERMSIG(status)
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the command's core (if any) is its own
+    except (ImportError, OSError, ValueError):
+        pass
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught, nor their action set
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+    os.kill(os.getpid(), sig)
+    time.sleep(1)  # a signal whose default is to be ignored lands here: exit as a shell reports it
+    os._exit(128 + sig)
 os._exit(os.waitstatus_to_exitcode(status))
 """
 )

@@ -57,6 +57,19 @@ def _check_env(exp: Experiment, prefix: str) -> None:
             )
 
 
+def _check_nul(exp: Experiment, prefix: str, style: str) -> None:
+    """No argument, environment value or ``amp_flags`` holds a NUL byte (no process can take one)."""
+    texts = [(_label(style, "command"), a) for a in exp.command or ()]
+    texts += [(f"env {k}", v) for k, v in exp.env.items()]
+    texts += [(_label(style, "amp_flags"), exp.amp_flags)] if isinstance(exp.amp_flags, str) else []
+    for label, text in texts:
+        if "\x00" in text:
+            raise UsageError(
+                f"{prefix}{label} {text!r}: holds a NUL byte; valid: text without NUL bytes "
+                "(no program argument or environment value can hold one)"
+            )
+
+
 def validate_command(exp: Experiment) -> None:
     """Types and values of a command experiment's fields (no file or program is looked at)."""
     prefix, style = _names(exp)
@@ -71,17 +84,21 @@ def validate_command(exp: Experiment) -> None:
         raise UsageError(f"{prefix}command holds {bad[0]!r} ({kind_of(bad[0])}); valid: strings only")
     exp.command = tuple(command)
     _check_env(exp, prefix)
+    _check_nul(exp, prefix, style)
     parse = (exp.parse,) if isinstance(exp.parse, str) else exp.parse
     if not isinstance(parse, list | tuple) or not all(isinstance(p, str) for p in parse):
         raise UsageError(f"{prefix}parse = {exp.parse!r}; valid: a regex string or a list of them")
     exp.parse = tuple(parse)
     compile_patterns(list(exp.parse), f"{prefix}{_label(style, 'parse')} ")
+    metric_valid = "a logged value's name, optionally with :max or :min, e.g. acc or val_loss:min"
     if exp.metric is not None and (
         not isinstance(exp.metric, str) or not parse_metric(exp.metric)[0].strip()
     ):
+        raise UsageError(f"{prefix}{_label(style, 'metric')} {exp.metric!r}; valid: {metric_valid}")
+    if exp.metric is not None and parse_metric(exp.metric)[1] is None and ":" in exp.metric:
+        how = exp.metric.rpartition(":")[2]
         raise UsageError(
-            f"{prefix}{_label(style, 'metric')} {exp.metric!r}; valid: a logged value's name, optionally "
-            "with :max or :min, e.g. acc or val_loss:min"
+            f"{prefix}{_label(style, 'metric')} {exp.metric!r}: unknown direction {how!r}; valid: {metric_valid}"
         )
     if exp.amp_flags is not None and not isinstance(exp.amp_flags, str):
         raise UsageError(f'{prefix}amp_flags = {exp.amp_flags!r}; valid: a string such as "--amp"')

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .arm_output import LogTail, OutputScanner
+from .children import how_it_ended
 from .command_figures import (
     final_values,
     loss_choice,
@@ -51,9 +52,7 @@ def _energy(
 def _failure(code: int | None, scanner: OutputScanner) -> str:
     tail = list(scanner.stderr)
     last = tail[-1].strip() if tail else "no output on stderr"
-    if code is not None and code < 0:
-        return f"command was killed by signal {-code}: {last}"
-    return f"command exited with code {code}: {last}"
+    return f"command {how_it_ended(code)}: {last}"
 
 
 def build_record(

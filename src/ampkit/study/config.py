@@ -29,7 +29,16 @@ from ..engine import TrainConfig
 from ..errors import UsageError
 from ..precision import PrecisionError, canonical_mode, from_env
 from .command_config import command_or_task
-from .validate import check_fields, check_name, check_overrides, check_seeds, is_int, is_number, kind_of
+from .validate import (
+    MAX_STEPS,
+    check_fields,
+    check_name,
+    check_overrides,
+    check_seeds,
+    is_int,
+    is_number,
+    kind_of,
+)
 
 #: TrainConfig fields an experiment sets itself; overrides may not touch them.
 RESERVED = frozenset(
@@ -118,6 +127,10 @@ class Experiment:
             raise UsageError(
                 f"{where}: steps={self.steps}, warmup_steps={self.warmup_steps}; "
                 "valid: steps >= 1 and 0 <= warmup_steps < steps"
+            )
+        if self.steps > MAX_STEPS:
+            raise UsageError(
+                f"{where}: steps = {self.steps}: too many; valid: a whole number in 1..{MAX_STEPS:_}"
             )
         check_overrides(self.overrides, where, OVERRIDABLE)
         if self.gpus < 1:
@@ -250,11 +263,13 @@ def load_study(path: Path, *, default_precisions: tuple[str, ...] | None = None)
     ``default_precisions`` (e.g. from ``USE_AMP=1``) applies to experiments whose table and
     ``[defaults]`` name no precisions; None leaves them on ``auto``.
     """
+    from .config_file import parse, read_text
+
+    valid = "valid: a UTF-8 TOML study file"
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-        raise UsageError(f"--config {path}: {reason}; valid: a UTF-8 TOML study file") from None
+        data = parse(read_text(path, "--config", valid), tomllib.loads, "--config", path, valid)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"--config {path}: {err}; {valid}") from None
     extra = sorted(set(data) - {"defaults", "experiments"})
     if extra:
         raise UsageError(f"--config {path}: unknown tables {extra}; valid: [defaults], [experiments.NAME]")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .children import arm_command, start_arm, stderr_tail, stop_arms
+from .children import arm_command, how_it_ended, start_arm, stderr_tail, stop_arms
 
 StepCallback = Callable[[dict[str, Any]], None]
 #: Seconds a stopped arm gets between SIGTERM and SIGKILL.
@@ -41,7 +41,7 @@ def _failure(result_path: Path, log_path: Path, code: int) -> dict[str, Any]:
             data = {}
         if data.get("status") == "failed":
             return {**data, "exit_code": code, "stderr_tail": tail}
-    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    how = how_it_ended(code)
     last = tail[-1].strip() if tail else "no output"
     return {
         "status": "failed",

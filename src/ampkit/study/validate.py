@@ -42,6 +42,17 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "clip_grad_norm": (0, False),
     "clip_grad_value": (0, False),
 }
+#: The most optimizer steps a run may ask for (``steps`` here, ``--steps`` on a command line).
+MAX_STEPS = 10**9
+
+
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: this machine's logical CPUs (``os.cpu_count()``)."""
+    import os
+
+    return os.cpu_count() or 1
+
+
 #: An experiment's name becomes a folder under ``--out``.
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -104,13 +115,19 @@ def check_override(field: str, value: Any, where: str) -> None:
         low, inclusive = BOUNDS[field]
         if value < low or (value == low and not inclusive):
             raise UsageError(f"{what}: out of range; valid: {'>=' if inclusive else '>'} {low:g}")
+    if field == "threads" and value > max_threads():
+        raise UsageError(
+            f"{what}: more than the {max_threads()} CPU(s) of this machine; valid: 1..{max_threads()}"
+        )
     if field == "keep_fp32":
         from ..precision import ModuleFilter, PrecisionError
 
         try:
-            ModuleFilter.parse(value)
+            chosen = ModuleFilter.parse(value)
         except PrecisionError as err:
             raise UsageError(f"{where}: keep_fp32: {err}; valid: type names or re:PATTERN") from None
+        if not chosen:
+            raise UsageError(f'{what}: an empty selection; valid: type names or re:PATTERN, e.g. "LayerNorm"')
     if field == "compile_backend":
         import torch._dynamo
 

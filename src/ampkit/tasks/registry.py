@@ -89,6 +89,37 @@ def resolve_factory(name: str) -> TaskFactory:
     return factory
 
 
+def _shown(name: object) -> str:
+    """``name`` as it could be typed after ``--task``, or its repr when it could not (one line always)."""
+    if isinstance(name, str) and name and name.isprintable() and not any(c.isspace() for c in name):
+        return name
+    return repr(name)
+
+
+def trusted_task(saved: object, source: str, *, given: str | None = None) -> str:
+    """The task a file (a checkpoint) names, when it may be built; decided before anything is imported.
+
+    A file does not choose code to run: a task it names is used only when it is one of
+    :data:`BUILTIN`. A ``module:factory`` task is accepted only when the user names the same task
+    explicitly (``given``, from ``--task``), which is then the user's choice, as in ``ampkit train``.
+    ``given`` that differs from ``saved`` is refused as well: the weights belong to ``saved``.
+    """
+    shown = _shown(saved)
+    if given is not None:
+        if given != saved:
+            raise UsageError(
+                f"--task {_shown(given)}: {source} was trained on task {shown}; valid: --task {shown} or no --task"
+            )
+        return given
+    if isinstance(saved, str) and saved in BUILTIN:
+        return saved
+    raise UsageError(
+        f"{source} names the custom task {shown}, and a task named by a checkpoint is not imported "
+        f"(that would run code the file chose); valid: a built-in task ({', '.join(BUILTIN)}), "
+        f"or name it yourself with --task {shown}"
+    )
+
+
 def build_task(name: str, spec: TaskSpec) -> Task:
     """Build a task and check it honours the contract."""
     factory = resolve_factory(name)
