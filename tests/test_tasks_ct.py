@@ -31,7 +31,7 @@ def test_small_task_builds_its_shards_once_and_batches_are_pure(cache: Path) -> 
     side = SIZES["small"].side
     assert x.shape == (8, 1, side, side, side) and x.dtype == torch.float32
     assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0  # clipped HU window mapped to [-1, 1]
-    assert y.dtype == torch.int64 and task.samples_per_epoch == 39
+    assert y.dtype == torch.int64 and task.samples_per_epoch == 64
 
     again = build_task("ct", spec)  # second build reuses the cache
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
@@ -40,14 +40,14 @@ def test_small_task_builds_its_shards_once_and_batches_are_pure(cache: Path) -> 
     assert not torch.equal(task.train_batch(6)[1], y) or not torch.equal(task.train_batch(6)[0], x)
 
     evals = list(task.eval_batches())
-    assert sum(len(t) for _, t in evals) == 9
+    assert sum(len(t) for _, t in evals) == 16
     assert all(torch.equal(a[0], b[0]) for a, b in zip(evals, task.eval_batches()))
 
 
 def test_one_epoch_visits_every_training_sample_once(cache: Path) -> None:
-    task = build_task("ct", TaskSpec(seed=0, batch_size=13, size="small"))
-    xs = torch.cat([task.train_batch(i)[0] for i in range(3)])  # 39 training samples, 3 batches
-    assert len({v.numpy().tobytes() for v in xs}) == 39
+    task = build_task("ct", TaskSpec(seed=0, batch_size=16, size="small"))
+    xs = torch.cat([task.train_batch(i)[0] for i in range(4)])  # 64 training samples, 4 batches
+    assert len({v.numpy().tobytes() for v in xs}) == 64
 
 
 def test_model_trains_under_bf16_autocast(cache: Path) -> None:
@@ -76,4 +76,4 @@ def test_cli_train_ct_bf16_mixed(cache: Path, tmp_path: Path) -> None:
     assert metrics["precision"] == "bf16-mixed" and metrics["task"] == "ct"
     assert len(metrics["history"]) == 20 and metrics["skipped_steps"] == 0
     assert 0.0 <= metrics["final"]["accuracy"] <= 1.0
-    assert (cache / "ct-phantoms-48x16-fp16-v1" / "manifest.json").is_file()
+    assert (cache / "ct-phantoms-80x16-fp16-v1" / "manifest.json").is_file()

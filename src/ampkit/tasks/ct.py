@@ -47,8 +47,9 @@ class CTSize:
     """Channels of the CNN's first convolution."""
 
 
-SIZES = {"default": CTSize(512, 32, 64, 8), "small": CTSize(48, 16, 16, 4)}
-"""``TaskSpec.size`` -> dataset and model size."""
+SIZES = {"default": CTSize(512, 32, 64, 8), "small": CTSize(80, 16, 16, 4)}
+"""``TaskSpec.size`` -> dataset and model size (small: 64 training volumes, so that the default
+``--batch-size 64`` fits; 16 held out)."""
 PREPROCESS = PreprocessConfig(clip=(-200.0, 600.0), normalize="range", add_channel=True)
 """The guide's chain: HU rescale (from metadata), clip to a soft-tissue window that keeps the lesions
 apart (cyst 5, hemorrhage 70, calcification 400 HU), normalise to [-1, 1], channel axis."""
