@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from proc_state import gone
 
 from ampkit.cli import main
 from ampkit.cli.plan import render
@@ -225,15 +226,6 @@ def test_real_probes_report_a_short_task_a_timeout_and_a_failing_task(
     assert "failing_task: reading micro-batch 0" in err  # the task's print went to stderr, not the JSON
 
 
-def _gone(pid: int) -> bool:
-    """No such process, or a zombie waiting for a reaper that is not ours to be."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "setitimer") or not os.path.isdir("/proc"), reason="Linux only")
 def test_an_interrupted_plan_leaves_no_probe_process_behind() -> None:
@@ -255,6 +247,6 @@ def test_an_interrupted_plan_leaves_no_probe_process_behind() -> None:
     server_pid, child = seen["server"], seen["child"]
     assert server_pid is not None and child is not None  # the probe was running when Ctrl-C came
     deadline = time.monotonic() + 10
-    while not (_gone(server_pid) and _gone(child)) and time.monotonic() < deadline:
+    while not (gone(server_pid) and gone(child)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(server_pid) and _gone(child)
+    assert gone(server_pid) and gone(child)

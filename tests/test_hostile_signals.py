@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from proc_state import gone
 
 from ampkit.cli import main
 from ampkit.data.shardwriter import ShardWriter
@@ -125,14 +126,6 @@ time.sleep(60)
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
 def test_sigterm_during_a_command_arm_stops_its_group_and_exits_143(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -158,9 +151,9 @@ def test_sigterm_during_a_command_arm_stops_its_group_and_exits_143(
     )
     script, sleeper = map(int, pids.read_text().split())
     deadline = time.monotonic() + 10
-    while not (_gone(script) and _gone(sleeper)) and time.monotonic() < deadline:
+    while not (gone(script) and gone(sleeper)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(script) and _gone(sleeper), "a process of the stopped arm outlived the study"
+    assert gone(script) and gone(sleeper), "a process of the stopped arm outlived the study"
     assert (out / "results.json").is_file() and '"interrupted": true' in (out / "results.json").read_text()
 
 

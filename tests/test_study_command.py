@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_state import gone
 
 from ampkit.cli import main
 
@@ -203,14 +204,6 @@ time.sleep(60)
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")  # a zombie waiting for its new parent to reap it runs no more
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and /proc")
 def test_sigint_during_an_arm_stops_its_whole_group_and_keeps_finished_arms(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     hang = script(tmp_path, "hang.py", HANG)
@@ -231,10 +224,10 @@ def test_sigint_during_an_arm_stops_its_whole_group_and_keeps_finished_arms(tmp_
     assert code == 130
     script_pid, sleep_pid, group = map(int, pids_file.read_text().split())
     deadline = time.monotonic() + 10
-    while not (_gone(script_pid) and _gone(sleep_pid)) and time.monotonic() < deadline:
+    while not (gone(script_pid) and gone(sleep_pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(script_pid) and _gone(sleep_pid), "a process of the interrupted arm outlived the study"
-    members = [p for p in os.listdir("/proc") if p.isdigit() and not _gone(int(p)) and _pgid(int(p)) == group]
+    assert gone(script_pid) and gone(sleep_pid), "a process of the interrupted arm outlived the study"
+    members = [p for p in os.listdir("/proc") if p.isdigit() and not gone(int(p)) and _pgid(int(p)) == group]
     assert members == [], f"process group {group} still has {members}"
     study = results(out)  # finished arms stay readable
     assert study["interrupted"] is True

@@ -13,45 +13,19 @@ from ..errors import UsageError
 from .paths import check_out_dir as check_out_dir  # re-exported: commands import every check from here
 from .paths import check_out_file as check_out_file
 
-#: Device types ampkit can train on, and the spellings ``--device`` accepts.
-DEVICE_FORMS = "cpu, cuda, cuda:N, mps, xpu, xpu:N"
-
-
-def _available(kind: str) -> tuple[bool, str]:
-    """Whether torch can use device type ``kind`` here, and the check that said so."""
-    import torch
-
-    if kind == "cuda":
-        return torch.cuda.is_available(), "torch.cuda.is_available() is False"
-    if kind == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        return bool(mps is not None and mps.is_available()), "torch.backends.mps.is_available() is False"
-    if kind == "xpu":
-        xpu = getattr(torch, "xpu", None)
-        return bool(xpu is not None and xpu.is_available()), "torch.xpu.is_available() is False"
-    return True, ""
-
-
-def _count(kind: str) -> int:
-    import torch
-
-    module = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None)}.get(kind)
-    return int(module.device_count()) if module is not None else 1
-
 
 def valid_devices() -> str:
     """The devices usable on this machine, as a ``valid:`` list."""
-    here = ["cpu"]
-    for kind in ("cuda", "mps", "xpu"):
-        if _available(kind)[0]:
-            count = _count(kind) if kind != "mps" else 1
-            here.append(kind if count <= 1 else f"{kind}, {kind}:0..{kind}:{count - 1}")
-    return ", ".join(here)
+    from ..precision.device import devices_here
+
+    return devices_here()
 
 
 def check_device(device: str | None, flag: str = "--device") -> str:
     """The device to use: ``device`` if torch can use it here, else the default (cuda if present, else cpu)."""
     import torch
+
+    from ..precision.device import DEVICE_FORMS, available, device_count
 
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -62,14 +36,14 @@ def check_device(device: str | None, flag: str = "--device") -> str:
     if dev is None or dev.type not in ("cpu", "cuda", "mps", "xpu"):
         shown = device if device and device.strip() == device else repr(device)
         raise UsageError(f"{flag} {shown}: unknown device; valid: {DEVICE_FORMS} (here: {valid_devices()})")
-    ok, why = _available(dev.type)
+    ok, why = available(dev.type)
     if not ok:
         raise UsageError(
             f"{flag} {device}: no {dev.type.upper()} device here ({why}); valid: {valid_devices()}"
         )
-    if dev.index is not None and dev.type in ("cuda", "xpu") and dev.index >= _count(dev.type):
+    if dev.index is not None and dev.type in ("cuda", "xpu") and dev.index >= device_count(dev.type):
         raise UsageError(
-            f"{flag} {device}: only {_count(dev.type)} {dev.type} device(s) here; valid: {valid_devices()}"
+            f"{flag} {device}: only {device_count(dev.type)} {dev.type} device(s) here; valid: {valid_devices()}"
         )
     return device
 

@@ -17,7 +17,7 @@ from .aliases import PrecisionError
 DEVICE_FORMS = "cpu, cuda, cuda:N, mps, xpu, xpu:N"
 
 
-def _available(kind: str) -> tuple[bool, str]:
+def available(kind: str) -> tuple[bool, str]:
     """Whether torch can use device type ``kind`` here, and the check that said no."""
     if kind == "cuda":
         return torch.cuda.is_available(), "torch.cuda.is_available() is False"
@@ -30,7 +30,8 @@ def _available(kind: str) -> tuple[bool, str]:
     return True, ""
 
 
-def _count(kind: str) -> int:
+def device_count(kind: str) -> int:
+    """Devices of type ``kind`` torch sees (1 for a type without a count, such as mps)."""
     module = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None)}.get(kind)
     return int(module.device_count()) if module is not None else 1
 
@@ -39,8 +40,8 @@ def devices_here() -> str:
     """The devices usable on this machine, as a ``valid:`` list (``"cpu"`` at least)."""
     here = ["cpu"]
     for kind in ("cuda", "mps", "xpu"):
-        if _available(kind)[0]:
-            count = _count(kind) if kind != "mps" else 1
+        if available(kind)[0]:
+            count = device_count(kind) if kind != "mps" else 1
             here.append(kind if count <= 1 else f"{kind}, {kind}:0..{kind}:{count - 1}")
     return ", ".join(here)
 
@@ -63,13 +64,13 @@ def usable_device(
         ) from None
     if not check:
         return dev
-    ok, why = _available(dev.type)
+    ok, why = available(dev.type)
     if not ok:
         raise PrecisionError(
             f"{source} {dev}: no {dev.type.upper()} device here ({why}); valid: {devices_here()}"
         )
-    if dev.index is not None and dev.type in ("cuda", "xpu") and dev.index >= _count(dev.type):
+    if dev.index is not None and dev.type in ("cuda", "xpu") and dev.index >= device_count(dev.type):
         raise PrecisionError(
-            f"{source} {dev}: only {_count(dev.type)} {dev.type} device(s) here; valid: {devices_here()}"
+            f"{source} {dev}: only {device_count(dev.type)} {dev.type} device(s) here; valid: {devices_here()}"
         )
     return dev
