@@ -25,7 +25,8 @@ def check_device(device: str | None, flag: str = "--device") -> str:
     """The device to use: ``device`` if torch can use it here, else the default (cuda if present, else cpu)."""
     import torch
 
-    from ..precision.device import DEVICE_FORMS, available, device_count
+    from ..precision.aliases import PrecisionError
+    from ..precision.device import DEVICE_FORMS, usable_device
 
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,15 +37,10 @@ def check_device(device: str | None, flag: str = "--device") -> str:
     if dev is None or dev.type not in ("cpu", "cuda", "mps", "xpu"):
         shown = device if device and device.strip() == device else repr(device)
         raise UsageError(f"{flag} {shown}: unknown device; valid: {DEVICE_FORMS} (here: {valid_devices()})")
-    ok, why = available(dev.type)
-    if not ok:
-        raise UsageError(
-            f"{flag} {device}: no {dev.type.upper()} device here ({why}); valid: {valid_devices()}"
-        )
-    if dev.index is not None and dev.type in ("cuda", "xpu") and dev.index >= device_count(dev.type):
-        raise UsageError(
-            f"{flag} {device}: only {device_count(dev.type)} {dev.type} device(s) here; valid: {valid_devices()}"
-        )
+    try:  # what this machine has: the same check (and words) as Precision's own
+        usable_device(dev, source=flag)
+    except PrecisionError as err:
+        raise UsageError(str(err)) from None
     return device
 
 
