@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ampkit.hardware import DeviceCaps
 from ampkit.precision import PrecisionWarning
+from ampkit.study import placeholders
 from ampkit.tasks import TaskSpec, build_task
 
 CPU_BF16 = DeviceCaps("cpu", "test cpu with bf16", None, frozenset({"avx512f", "avx512_bf16"}))
@@ -21,16 +22,9 @@ V100 = DeviceCaps("cuda", "Tesla V100", (7, 0))
 A100 = DeviceCaps("cuda", "A100", (8, 0))
 H100 = DeviceCaps("cuda", "H100", (9, 0))
 
-#: What a study sets in an arm's environment (``ampkit compare``): tests of scripts start without them.
-STUDY_VARS = (
-    "AMPKIT_PRECISION",
-    "AMPKIT_SEED",
-    "AMPKIT_OUT",
-    "AMPKIT_LOG_FILE",
-    "USE_AMP",
-    "AMP_DTYPE",
-    "RANK",
-)
+#: What a study sets in an arm's environment (``ampkit compare``), plus a launcher's ``RANK``: tests of
+#: scripts start without them.
+STUDY_VARS = (*placeholders.STUDY_VARS, "RANK")
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +40,15 @@ def outside_study(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test starts outside any study, whatever the shell running pytest exported."""
     for name in STUDY_VARS:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def restore_torch_flags() -> Iterator[None]:
+    """Exported snippets set global TF32 flags; put them back."""
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    yield
+    torch.set_float32_matmul_precision(saved[0])
+    torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 @pytest.fixture(scope="module")

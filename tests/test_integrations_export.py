@@ -8,7 +8,6 @@ them. This file needs none of them except where it says ``importorskip``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +116,6 @@ def framework_value(framework: str, config: dict[str, Any] | None) -> Any:
         "transformers": lambda c: {k: v for k, v in c.items() if k in ("bf16", "fp16")},
         "keras": lambda c: c["config"]["name"],
     }[framework](config)
-
-
-@pytest.fixture
-def restore_torch_flags() -> Iterator[None]:
-    """Exported snippets set global TF32 flags; put them back."""
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
-    yield
-    torch.set_float32_matmul_precision(saved[0])
-    torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 # -- the table --------------------------------------------------------------------------------------

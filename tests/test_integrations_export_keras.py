@@ -9,7 +9,6 @@ and kernel, LayerNormalization gamma) are compared with ampkit's run of the same
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from ampkit.integrations import export
 from ampkit.precision import CANONICAL
 
 MODES = [mode for mode in CANONICAL if export("keras", mode, "cpu").equivalence != "none"]
-
-
-@pytest.fixture
-def restore_torch_flags() -> Iterator[None]:
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
-    yield
-    torch.set_float32_matmul_precision(saved[0])
-    torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 def _dtype(value: Any) -> torch.dtype:

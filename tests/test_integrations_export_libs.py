@@ -63,14 +63,6 @@ def assert_label_matches_run(framework: str, mode: str, seen: Any) -> None:
     )
 
 
-@pytest.fixture
-def restore_torch_flags() -> Iterator[None]:
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
-    yield
-    torch.set_float32_matmul_precision(saved[0])
-    torch.backends.cudnn.allow_tf32 = saved[1]
-
-
 # -- Accelerate -------------------------------------------------------------------------------------
 @pytest.fixture
 def accelerate() -> Iterator[Any]:
