@@ -15,7 +15,7 @@ import torch
 from webdataset.tariterators import tar_file_iterator
 
 from ampkit.data import schema
-from ampkit.data.checksum import crc32c, sample_check, sample_crc
+from ampkit.data.checksum import KINDS, crc32c, mismatch, sample_check, sample_crc, sample_xxh3
 from ampkit.data.codec import CodecOptions
 from ampkit.data.convert import ConvertOptions, convert
 from ampkit.data.format import (
@@ -123,7 +123,7 @@ def test_decode_checks_sizes() -> None:
         decode_array(b"\x00" * 8, {"key": "k", "dtype": "float8", "shape": [2, 2]})
 
 
-# --- integrity fields: CRC-32C per sample, sha256 of the whole shard taken while writing ---
+# --- integrity fields: XXH3 per sample (CRC-32C, sha256 in older shards), sha256 of the whole shard ---
 
 
 def test_crc32c_is_castagnoli_and_extends_over_any_buffer() -> None:
@@ -134,7 +134,43 @@ def test_crc32c_is_castagnoli_and_extends_over_any_buffer() -> None:
     assert sample_crc(bytearray(data.tobytes()), b'{"k":2}') != whole
 
 
-def test_index_entries_carry_crc32c_of_bin_and_json(shard_dir: Path) -> None:
+def test_xxh3_is_xxhash_0_8_and_covers_bin_then_json() -> None:
+    import xxhash
+
+    assert sample_xxh3(b"", b"") == "2d06800538d394c2"  # XXH3-64 of nothing, seed 0 (xxHash 0.8 test vector)
+    data = np.arange(1000, dtype=np.float16)
+    whole = sample_xxh3(data.tobytes() + b'{"k":1}', b"")
+    assert sample_xxh3(data, b'{"k":1}') == whole == xxhash.xxh3_64_hexdigest(data.tobytes() + b'{"k":1}')
+    assert sample_xxh3(memoryview(data.tobytes()), b'{"k":2}') != whole
+    assert len(whole) == 16 and int(whole, 16) >= 0
+
+
+def _entry_with(kind: str, bin_bytes: bytes, json_bytes: bytes) -> dict:
+    digest = {"xxh3": sample_xxh3, "crc32c": sample_crc}.get(kind)
+    value = digest(bin_bytes, json_bytes) if digest else hashlib.sha256(bin_bytes + json_bytes).hexdigest()
+    return {"key": "000000000", "bin": [512, len(bin_bytes)], "json": [1536, len(json_bytes)], kind: value}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_checksum_kind_passes_its_bytes_and_names_a_flipped_one(kind: str) -> None:
+    data, meta = np.linspace(-1, 1, 4096).astype(np.float16).tobytes(), b'{"key":"000000000"}'
+    entry = _entry_with(kind, data, meta)
+    assert sample_check(entry) == kind and mismatch(data, meta, entry) is None
+    flipped = bytearray(data)
+    flipped[1234] ^= 0x10
+    assert mismatch(bytes(flipped), meta, entry).startswith(f"checksum mismatch: {kind} ")
+    assert mismatch(data, meta + b" ", entry).startswith(
+        f"checksum mismatch: {kind} "
+    )  # the JSON is covered too
+
+
+def test_the_fastest_checksum_present_is_the_one_checked() -> None:
+    data, meta = b"\x01\x02" * 100, b"{}"
+    entry = {**_entry_with("crc32c", data, meta), "xxh3": "0" * 16}  # a wrong xxh3 beside a right crc32c
+    assert sample_check(entry) == "xxh3" and "xxh3" in mismatch(data, meta, entry)
+
+
+def test_index_entries_carry_xxh3_of_bin_and_json(shard_dir: Path) -> None:
     manifest = load_manifest(shard_dir)
     for shard in manifest["shards"]:
         path = shard_dir / shard["name"]
@@ -142,9 +178,9 @@ def test_index_entries_carry_crc32c_of_bin_and_json(shard_dir: Path) -> None:
         assert read_index(path)["samples"] == shard["samples"]
         with open(path, "rb") as fh:
             for entry in shard["samples"]:
-                assert set(entry) == {"key", "bin", "json", "crc32c"}  # no per-sample sha256 any more
+                assert set(entry) == {"key", "bin", "json", "xxh3"}  # one per-sample checksum
                 bin_bytes, json_bytes = read_member(fh, entry["bin"]), read_member(fh, entry["json"])
-                assert entry["crc32c"] == sample_crc(bin_bytes, json_bytes)
+                assert entry["xxh3"] == sample_xxh3(bin_bytes, json_bytes)
 
 
 def test_shard_bytes_are_what_tarfile_writes(tmp_path: Path) -> None:
@@ -192,9 +228,24 @@ def test_index_schema_checks_crc32c(crc: object, ok: bool) -> None:
             schema.entry(entry, "e")
 
 
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("0123456789abcdef", True), ("0" * 16, True), ("0123456789ABCDEF", False), ("0" * 15, False),
+     ("0" * 17, False), (12345, False), ("g" * 16, False), (None, True)],
+)  # fmt: skip
+def test_index_schema_checks_xxh3(value: object, ok: bool) -> None:
+    entry = {"key": "000000000", "bin": [512, 2], "json": [1536, 2], "xxh3": value}
+    if ok:
+        assert schema.entry(entry, "e")["xxh3"] == value
+    else:
+        with pytest.raises(ValueError, match=r"e\.xxh3 is .*not an XXH3"):
+            schema.entry(entry, "e")
+
+
 def test_old_entries_with_sha256_only_still_read() -> None:
     entry = {"key": "000000000", "bin": [512, 2], "json": [1536, 2], "sha256": "ab" * 32}
     assert schema.entry(entry, "e") == entry and sample_check(entry) == "sha256"
     assert sample_check({**entry, "crc32c": 7}) == "crc32c"
-    with pytest.raises(ValueError, match="neither crc32c nor sha256"):
+    assert sample_check({**entry, "crc32c": 7, "xxh3": "0" * 16}) == "xxh3"
+    with pytest.raises(ValueError, match="none of xxh3, crc32c, sha256"):
         sample_check({"key": "k"})

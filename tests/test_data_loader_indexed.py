@@ -301,26 +301,36 @@ def _rewrite_entries(directory: Path, change) -> None:  # type: ignore[no-untype
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_shards_with_per_sample_sha256_or_no_checksum_still_name_the_flipped_sample(
-    shards: Path, tmp_path: Path
+@pytest.mark.parametrize("kind", ["crc32c", "sha256"])
+def test_shards_with_older_checksums_still_read_and_name_the_flipped_sample(
+    shards: Path, tmp_path: Path, kind: str
 ) -> None:
     import hashlib
 
+    from ampkit.data.checksum import sample_crc
     from ampkit.data.format import read_member
 
-    def to_sha256(path: Path, e: dict) -> None:  # what shards written before CRC-32C carry
+    def to_old(path: Path, e: dict) -> None:  # what shards written before XXH3 carry
         with open(path, "rb") as fh:
-            e["sha256"] = hashlib.sha256(read_member(fh, e["bin"]) + read_member(fh, e["json"])).hexdigest()
-        del e["crc32c"]
+            b, j = read_member(fh, e["bin"]), read_member(fh, e["json"])
+        e[kind] = sample_crc(b, j) if kind == "crc32c" else hashlib.sha256(b + j).hexdigest()
+        del e["xxh3"]
 
     old = _copy(shards, tmp_path / "old")
-    _rewrite_entries(old, to_sha256)
+    _rewrite_entries(old, to_old)
+    want = IndexedShards(shards).get_batch([3, 11, 12])["x"].clone()
+    assert torch.equal(IndexedShards(old).get_batch([3, 11, 12])["x"], want)
     shard = flip_byte(old, "000000012")
-    with pytest.raises(ShardError, match=rf"{shard}, sample 000000012: checksum mismatch: sha256"):
+    with pytest.raises(ShardError, match=rf"{shard}, sample 000000012: checksum mismatch: {kind}"):
         IndexedShards(old).get_batch([11, 12])
+
+
+def test_shards_without_per_sample_checksums_fall_back_to_the_shard_hash(
+    shards: Path, tmp_path: Path
+) -> None:
     none = _copy(shards, tmp_path / "none")
-    _rewrite_entries(none, lambda _p, e: e.pop("crc32c"))
-    flip_byte(none, "000000012")
+    _rewrite_entries(none, lambda _p, e: e.pop("xxh3"))
+    shard = flip_byte(none, "000000012")
     # the shard's sha256 fails and no sample has a checksum to clear it: the whole shard is refused
     with pytest.raises(ShardError, match=rf"{shard}, sample 000000010: shard sha256 mismatch; no checksum"):
         IndexedShards(none).get_batch([12])
@@ -338,9 +348,7 @@ def test_verify_off_trusts_the_bytes_and_shard_adds_the_file_hash(
     with caplog.at_level("WARNING", logger="ampkit.data"):
         assert IndexedShards(damaged, verify="shard").get_batch([7])["key"] == ["000000007"]
     assert "sha256 mismatch outside sample data" in caplog.text
-    with pytest.raises(
-        ShardError, match=r"sample 000000016: shard sha256 mismatch; checksum mismatch: crc32c"
-    ):
+    with pytest.raises(ShardError, match=r"sample 000000016: shard sha256 mismatch; checksum mismatch: xxh3"):
         IndexedShards(damaged, verify="shard").get_batch([15])  # the whole shard is suspect at open
 
 

@@ -52,7 +52,7 @@ def test_flipped_byte_in_sample_data_names_shard_and_key(
     assert main(["verify-shards", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert (
-        f"BAD {shard} key {key}: sample bytes differ from the crc32c" in err
+        f"BAD {shard} key {key}: sample bytes differ from the xxh3" in err
         and f"BAD {shard}: sha256 differs" in err
     )
     assert "shard-000000.tar" not in err
@@ -72,7 +72,7 @@ def test_shards_with_per_sample_sha256_are_checked_with_it(clean: Path, tmp_path
                 e["sha256"] = hashlib.sha256(
                     read_member(fh, e["bin"]) + read_member(fh, e["json"])
                 ).hexdigest()
-                del e["crc32c"]
+                del e["xxh3"]
     (out / "manifest.json").write_text(json.dumps(manifest))
     problems = [str(p) for p in verify_shards(out).problems]
     assert f"{shard} key {key}: sample bytes differ from the sha256 recorded in the manifest" in problems

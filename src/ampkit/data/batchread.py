@@ -1,8 +1,8 @@
 """Read a batch of samples at their index offsets, checked, widened straight into one output tensor.
 
 Both loaders build every batch here: the samples are grouped by shard and read in file order
-(:mod:`ampkit.data.spans`: open files, ``pread``, neighbours joined into one read into a reused
-buffer); each sample's checksum is checked on the buffer (:func:`ampkit.data.samples.check_checksum`),
+(:mod:`ampkit.data.spans`: ``pread``, neighbours joined into one read into a reused buffer; or,
+with ``map_bytes``, views of the mapped file, :mod:`ampkit.data.shardfiles`); each sample's checksum is checked on the buffer (:func:`ampkit.data.samples.check_checksum`),
 its JSON parsed and checked, and its values written into its row of one batch tensor
 (:mod:`ampkit.data.batchfill`), whose memory comes from :mod:`ampkit.data.batchmem` (reused in the
 main process, shared with it from DataLoader workers). Damaged samples are raised as
@@ -21,6 +21,7 @@ import torch
 from ..errors import UsageError
 from .batchfill import Fill
 from .batchmem import OutputPool
+from .checkahead import CheckAhead
 from .format import file_sha256
 from .preprocess import PreprocessConfig
 from .samples import (
@@ -34,7 +35,8 @@ from .samples import (
     scan_shard,
     shard_damage,
 )
-from .spans import ShardFiles, Wanted, groups, pread_into
+from .shardfiles import ShardFiles
+from .spans import Wanted, groups, pread_into
 
 log = logging.getLogger("ampkit.data")
 
@@ -73,12 +75,14 @@ class BatchReader:
         on_error: OnError,
         verify: Verify,
         label: str | None,
+        map_bytes: int = 0,
     ):
         self.shards, self.cfg, self.output = shards, cfg, output
         self.on_error, self.verify, self.label = on_error, verify, label
         self.skipped = 0
         """Damaged samples skipped by this process."""
-        self._files = ShardFiles()
+        self._files = ShardFiles(map_bytes=map_bytes)
+        self._ahead = CheckAhead()
         self.pool = OutputPool()
         """Batch tensors written again once the caller has dropped them."""
         self._buf = np.empty(0, np.uint8)
@@ -89,7 +93,11 @@ class BatchReader:
         # descriptors and buffers stay in their process; another process opens its own
         state = dict(self.__dict__)
         state.update(
-            _files=ShardFiles(), pool=OutputPool(), _buf=np.empty(0, np.uint8), _hashed={}, _warned=set()
+            _files=ShardFiles(map_bytes=self._files.map_bytes),
+            pool=OutputPool(),
+            _buf=np.empty(0, np.uint8),
+            _hashed={},
+            _warned=set(),
         )
         return state
 
@@ -183,6 +191,55 @@ class BatchReader:
     def _read_group(
         self, fd: int, shard: int, group: list[Wanted], fill: Fill, skipped: dict[int, str]
     ) -> None:
+        mapped = self._files.view(shard)
+        if mapped is not None:  # the bytes where the page cache holds them: no read, no copy
+            buf = mapped
+            where = {it.pos: (int(it.entry["bin"][0]), int(it.entry["bin"][1])) for it in group}
+            jsons = {it.pos: (int(it.entry["json"][0]), int(it.entry["json"][1])) for it in group}
+        else:
+            got = self._pread(fd, shard, group, skipped)
+            if got is None:
+                return
+            buf, where, jsons = got
+        for it in group:
+            b0, bn = where[it.pos]
+            j0, jn = jsons[it.pos]
+            raw, js = buf[b0 : b0 + bn], buf[j0 : j0 + jn]
+            if self.verify != "off" and self._ahead.wanted(bn):
+                self._put_checked_ahead(shard, it, raw, js, fill, skipped)
+                continue
+            try:
+                if self.verify != "off":
+                    check_checksum(raw, js, it.entry)
+                meta = check_meta(js.tobytes(), bn, it.entry)
+            except ValueError as err:
+                self._damaged(shard, it, str(err), skipped)
+                continue
+            fill.put(it.pos, raw, meta)
+
+    def _put_checked_ahead(
+        self, shard: int, it: Wanted, raw: np.ndarray, js: np.ndarray, fill: Fill, skipped: dict[int, str]
+    ) -> None:
+        """Widen a large sample while the helper thread checks its checksum; drop its row if that fails."""
+        token = self._ahead.start(raw, js, it.entry)
+        try:
+            meta = check_meta(js.tobytes(), len(raw), it.entry)
+        except ValueError as err:
+            why = self._ahead.result(token)
+            self._damaged(shard, it, why or str(err), skipped)  # the checksum's verdict first, as above
+            return
+        try:
+            fill.put(it.pos, raw, meta)
+        finally:
+            why = self._ahead.result(token)  # the helper never outlives the bytes it reads
+        if why is not None:
+            fill.drop(it.pos)
+            self._damaged(shard, it, why, skipped)
+
+    def _pread(
+        self, fd: int, shard: int, group: list[Wanted], skipped: dict[int, str]
+    ) -> tuple[np.ndarray, dict[int, tuple[int, int]], dict[int, tuple[int, int]]] | None:
+        """``group``'s bytes read into the reused buffer: ``(buffer, .bin spans, .json spans)`` by row; None: damaged."""
         if len(group) == 1 and not group[0].compact:  # bin and JSON far apart: two reads
             (b_off, b_len), (j_off, j_len) = group[0].entry["bin"], group[0].entry["json"]
             buf = self._buffer(b_len + j_len)
@@ -202,16 +259,5 @@ class BatchReader:
         except (OSError, ValueError) as err:
             for it in group:
                 self._damaged(shard, it, f"cannot read sample bytes ({err})", skipped)
-            return
-        for it in group:
-            b0, bn = where[it.pos]
-            j0, jn = jsons[it.pos]
-            raw, js = buf[b0 : b0 + bn], buf[j0 : j0 + jn]
-            try:
-                if self.verify != "off":
-                    check_checksum(raw, js, it.entry)
-                meta = check_meta(js.tobytes(), bn, it.entry)
-            except ValueError as err:
-                self._damaged(shard, it, str(err), skipped)
-                continue
-            fill.put(it.pos, raw, meta)
+            return None
+        return buf, where, jsons

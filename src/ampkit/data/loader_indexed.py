@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
+from ..errors import UsageError
 from .batchread import BatchReader, keep_batch, resolve_output
 from .order import EpochPlan, Policy, Shuffle, epoch_order, resolve_rank
 from .preprocess import PreprocessConfig
 from .samples import OnError, ShardSet, Verify, check_options
+from .shardfiles import MAP_BYTES
 
 
 class PlanSampler(Sampler[int]):
@@ -69,7 +71,9 @@ class IndexedShards(Dataset[dict[str, Any]]):
     to widen and preprocess on the training device. Every sample's checksum is checked as it is
     read (``verify="sample"``); ``verify="shard"`` also checks each shard file's sha256 the first
     time a process opens it, ``"off"`` trusts the files. ``on_error`` says what a damaged
-    sample does (see :mod:`ampkit.data.samples`).
+    sample does (see :mod:`ampkit.data.samples`). Up to ``map_bytes`` of shard files (default
+    4 GiB) are mapped into memory so that a sample is checked and widened where the page cache
+    holds it, without a copy (:mod:`ampkit.data.shardfiles`); ``map_bytes=0`` reads with ``pread``.
     """
 
     def __init__(
@@ -81,8 +85,11 @@ class IndexedShards(Dataset[dict[str, Any]]):
         verify: Verify = "sample",
         label: str | None = None,
         output_dtype: str | None = None,
+        map_bytes: int = MAP_BYTES,
     ):
         check_options(on_error, verify)
+        if isinstance(map_bytes, bool) or not isinstance(map_bytes, int) or map_bytes < 0:
+            raise UsageError(f"map_bytes={map_bytes!r}; valid: an int >= 0 (0 reads every sample with pread)")
         self.shards = ShardSet.open(directory)
         """The manifest view."""
         self.preprocess = preprocess or PreprocessConfig()
@@ -95,7 +102,9 @@ class IndexedShards(Dataset[dict[str, Any]]):
         """``sample``, ``shard`` or ``off`` (see :data:`ampkit.data.samples.Verify`)."""
         self.label = label
         """Field of each sample's ``meta`` returned as ``y``; None: no ``y``."""
-        self.reader = BatchReader(self.shards, self.preprocess, self.output_dtype, on_error, verify, label)
+        self.reader = BatchReader(
+            self.shards, self.preprocess, self.output_dtype, on_error, verify, label, map_bytes
+        )
         """Builds the batches; holds this process's open files."""
 
     @property

@@ -15,7 +15,6 @@ the batch's ``"skipped"`` and logs one warning per damaged shard.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..errors import UsageError
 from . import schema
-from .checksum import sample_crc
+from .checksum import KINDS, mismatch
 from .format import STORED_DTYPES, load_manifest, read_member
 
 log = logging.getLogger("ampkit.data")
@@ -130,34 +129,19 @@ class ShardSet:
 
 
 def has_checksum(entry: dict[str, Any]) -> bool:
-    """Whether an index entry records a per-sample checksum (CRC-32C, or sha256 in older shards)."""
-    return "crc32c" in entry or "sha256" in entry
+    """Whether an index entry records a per-sample checksum (XXH3; CRC-32C or sha256 in older shards)."""
+    return any(kind in entry for kind in KINDS)
 
 
 def check_checksum(bin_bytes: Any, json_bytes: Any, entry: dict[str, Any]) -> None:
     """Compare the sample's bytes with the checksum of its index entry; ValueError when they differ.
 
-    ``bin_bytes``/``json_bytes`` are any contiguous buffers (checked without copying). CRC-32C
-    when the entry has one, else sha256 (shards written before CRC-32C); nothing when neither.
+    ``bin_bytes``/``json_bytes`` are any contiguous buffers (checked without copying), against
+    the fastest checksum the entry records (:func:`ampkit.data.checksum.mismatch`); nothing when none.
     """
-    want = entry.get("crc32c")
-    if want is not None:
-        got = sample_crc(bin_bytes, json_bytes)
-        if got != want:
-            raise ValueError(
-                f"checksum mismatch: crc32c {got:08x} of the sample's bytes, the index records "
-                f"{int(want):08x} (bytes changed since conversion)"
-            )
-        return
-    digest = entry.get("sha256")
-    if digest is not None:
-        h = hashlib.sha256(bin_bytes)
-        h.update(json_bytes)
-        if h.hexdigest() != digest:
-            raise ValueError(
-                "checksum mismatch: sha256 of the sample's bytes differs from the index "
-                "(bytes changed since conversion)"
-            )
+    why = mismatch(bin_bytes, json_bytes, entry)
+    if why is not None:
+        raise ValueError(why)
 
 
 def check_meta(json_bytes: bytes, nbytes: int, entry: dict[str, Any]) -> dict[str, Any]:

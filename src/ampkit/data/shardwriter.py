@@ -4,7 +4,7 @@ Members get mode 0o644, uid/gid 0, empty owner names and mtime 0 in USTAR format
 samples give byte-identical shards (the bytes ``tarfile`` would write: 512-byte headers, data
 padded to 512 bytes, two zero blocks and zero padding to a 10 KiB record at the end). The writer
 owns every byte: it hashes the whole shard with sha256 while writing (never by reading it back)
-and records each sample's CRC-32C (:mod:`ampkit.data.checksum`). The shard is written as
+and records each sample's XXH3 (:mod:`ampkit.data.checksum`). The shard is written as
 ``.shard-N.tar.tmp``, closed with its index member, fsynced once and renamed: a shard under its
 final name is always complete.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import fsync_dir
-from .checksum import sample_crc
+from .checksum import sample_xxh3
 from .format import INDEX_MEMBER, MEMBER_MODE, TAR_FORMAT, dumps, shard_name, tmp_name
 
 _BLOCK = tarfile.BLOCKSIZE
@@ -60,7 +60,7 @@ class ShardWriter:
         self.tmp = self.directory / tmp_name(number)
         """Path while writing."""
         self.samples: list[dict[str, Any]] = []
-        """Index entries written so far: key, bin/json ``[data offset, size]``, crc32c of bin+json."""
+        """Index entries written so far: key, bin/json ``[data offset, size]``, xxh3 of bin+json."""
         self.sha256: str | None = None
         """Hex sha256 of the whole shard file (set by ``close``)."""
         self.size: int | None = None
@@ -89,7 +89,7 @@ class ShardWriter:
             "key": key,
             "bin": self._member(f"{key}.bin", bin_view),
             "json": self._member(f"{key}.json", json_view),
-            "crc32c": sample_crc(bin_view, json_view),
+            "xxh3": sample_xxh3(bin_view, json_view),
         }
         self.samples.append(entry)
 

@@ -1,8 +1,7 @@
 """Sample bytes at known offsets: open shard files, ``pread``, samples joined into large reads.
 
 The manifest records where each sample's ``.bin`` and ``.json`` bytes lie in its shard, so
-reading costs no tar parsing. :class:`ShardFiles` keeps each process's shard files open
-(``pread`` needs no seek, so forked DataLoader workers can share inherited descriptors);
+reading costs no tar parsing (the files are kept open by :mod:`ampkit.data.shardfiles`).
 :func:`groups` sorts a batch's samples of one shard into file order and joins neighbours into
 one read (up to :data:`GROUP` bytes) into a reused buffer.
 """
@@ -10,9 +9,6 @@ one read (up to :data:`GROUP` bytes) into a reused buffer.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 GAP = 1 << 16
@@ -21,46 +17,6 @@ GROUP = 1 << 20
 """Largest read that joins several samples: small samples share a read; a large sample is read,
 checked and widened on its own while its bytes are still in the CPU cache (measured: 1 MiB runs
 gave 11.1 GB/s per CPU-second where 64 MiB runs gave 8.5)."""
-
-
-class ShardFiles:
-    """Open shard files of this process (least recently used closed beyond ``max_open``)."""
-
-    def __init__(self, max_open: int = 64):
-        self.max_open = max_open
-        self._open: OrderedDict[int, tuple[int, int]] = OrderedDict()
-
-    def get(self, shard: int, path: Callable[[int], Path]) -> tuple[int, int]:
-        """``(file descriptor, size in bytes)`` of ``shard``, opened on first use (OSError if it cannot be)."""
-        got = self._open.get(shard)
-        if got is not None:
-            if len(self._open) > 1:
-                self._open.move_to_end(shard)
-            return got
-        fd = os.open(path(shard), os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
-        try:
-            got = (fd, os.fstat(fd).st_size)
-        except OSError:
-            os.close(fd)
-            raise
-        self._open[shard] = got
-        while len(self._open) > self.max_open:
-            os.close(self._open.popitem(last=False)[1][0])
-        return got
-
-    def close(self) -> None:
-        """Close every file."""
-        while self._open:
-            try:
-                os.close(self._open.popitem()[1][0])
-            except OSError:
-                pass
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: nothing left to report to
-            pass
 
 
 _PREADV = hasattr(os, "preadv")

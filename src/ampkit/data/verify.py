@@ -14,7 +14,6 @@ the file it points into first (:func:`ampkit.data.format.read_member`).
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .checksum import sample_crc
+from .checksum import mismatch, sample_check
 from .folder import ShardFolder, open_folder
 from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
 from .schema import checked_sample
@@ -98,11 +97,8 @@ def _check_sample(fh: Any, entry: dict[str, Any]) -> str | None:
         json_bytes = read_member(fh, entry["json"])
     except (OSError, ValueError) as err:
         return f"cannot read sample bytes ({err})"
-    if "crc32c" in entry:
-        if sample_crc(bin_bytes, json_bytes) != entry["crc32c"]:
-            return "sample bytes differ from the crc32c recorded in the manifest"
-    elif "sha256" in entry and hashlib.sha256(bin_bytes + json_bytes).hexdigest() != entry["sha256"]:
-        return "sample bytes differ from the sha256 recorded in the manifest"
+    if mismatch(bin_bytes, json_bytes, entry) is not None:
+        return f"sample bytes differ from the {sample_check(entry)} recorded in the manifest"
     try:  # the same metadata check as inspect's (schema.checked_sample), so the two agree
         meta = checked_sample(json_bytes, entry, "sample JSON")
     except (ValueError, KeyError, TypeError) as err:

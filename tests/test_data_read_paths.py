@@ -1,0 +1,198 @@
+"""The reader's four ways to a sample: ``pread`` or a mapped file, checksum before or beside the widening.
+
+Every way gives the same batch, names a flipped byte by shard and key, drops a damaged row under
+``skip``, and a shard cut short while mapped is named, never a SIGBUS (mirrors
+``ampkit.data.shardfiles`` and ``ampkit.data.checkahead``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ampkit.data import checkahead
+from ampkit.data.checkahead import CheckAhead
+from ampkit.data.format import load_manifest
+from ampkit.data.loader_indexed import IndexedShards
+from ampkit.data.samples import ShardError
+from ampkit.data.shardfiles import MAP_BYTES, ShardFiles
+from ampkit.errors import UsageError
+from ampkit.tasks.ct import make_phantom_shards
+
+N, SIDE, PER_SHARD = 12, 16, 4
+PATHS = {
+    "pread, check first": (0, False),
+    "mapped, check first": (MAP_BYTES, False),
+    "pread, check beside": (0, True),
+    "mapped, check beside": (MAP_BYTES, True),
+}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_phantom_shards(tmp_path_factory.mktemp("paths") / "shards", N, SIDE, PER_SHARD, seed=3)
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    map_bytes, beside = PATHS[request.param]
+    monkeypatch.setattr(checkahead, "MIN_BYTES", 0 if beside else 1 << 62)
+    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
+    return {"map_bytes": map_bytes, "beside": beside}
+
+
+def _flip(directory: Path, key: str, member: str = "bin") -> str:
+    for shard in load_manifest(directory)["shards"]:
+        for entry in shard["samples"]:
+            if entry["key"] == key:
+                path = directory / shard["name"]
+                data = bytearray(path.read_bytes())
+                data[entry[member][0] + 5] ^= 0x40
+                path.write_bytes(bytes(data))
+                return str(shard["name"])
+    raise KeyError(key)
+
+
+def test_every_read_path_gives_the_batch_of_plain_pread(shards: Path, path: dict[str, int]) -> None:
+    want = IndexedShards(shards, map_bytes=0, verify="off").get_batch([0, 5, 6, 11, 2])
+    ds = IndexedShards(shards, map_bytes=path["map_bytes"])
+    for _ in range(2):  # the second time from the kept files, mappings and helper thread
+        got = ds.get_batch([0, 5, 6, 11, 2])
+        assert torch.equal(got["x"], want["x"]) and got["key"] == want["key"]
+    assert (ds.reader._files.view(0) is not None) == (path["map_bytes"] > 0)
+    assert ds.reader._ahead.wanted(SIDE**3 * 2) == path["beside"]  # the path under test was taken
+
+
+def test_every_read_path_names_a_flipped_byte(shards: Path, tmp_path: Path, path: dict[str, int]) -> None:
+    damaged = Path(shutil.copytree(shards, tmp_path / "d"))
+    shard = _flip(damaged, "000000006")
+    with pytest.raises(ShardError, match=rf"{shard}, sample 000000006: checksum mismatch: xxh3"):
+        IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch([5, 6, 7])
+    ds = IndexedShards(damaged, on_error="skip", map_bytes=path["map_bytes"])
+    got = ds.get_batch([5, 6, 7])
+    want = IndexedShards(shards, map_bytes=0).get_batch([5, 7])
+    assert got["key"] == ["000000005", "000000007"] and got["skipped"] == ["000000006"]
+    assert torch.equal(got["x"], want["x"]) and ds.skipped == 1
+
+
+def test_damaged_json_is_reported_by_its_checksum_on_every_path(
+    shards: Path, tmp_path: Path, path: dict[str, int]
+) -> None:
+    damaged = Path(shutil.copytree(shards, tmp_path / "d"))
+    _flip(damaged, "000000009", member="json")
+    with pytest.raises(ShardError, match=r"sample 000000009: checksum mismatch: xxh3"):
+        IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch([9])
+
+
+def test_a_shard_cut_short_while_mapped_names_the_lost_samples(shards: Path, tmp_path: Path) -> None:
+    """In a child process: a SIGBUS there fails this test instead of killing the test run."""
+    damaged = Path(shutil.copytree(shards, tmp_path / "d"))
+    last = load_manifest(damaged)["shards"][-1]
+    cut = last["samples"][2]["bin"][0] + 10  # inside sample 10's data
+    script = f"""
+import os, sys
+from ampkit.data.loader_indexed import IndexedShards
+from ampkit.data.samples import ShardError
+ds = IndexedShards({str(damaged)!r})
+assert ds.get_batch([10, 11])["key"] == ["000000010", "000000011"]
+assert ds.reader._files.view({len(load_manifest(damaged)["shards"]) - 1}) is not None
+os.truncate({str(damaged / last["name"])!r}, {cut})
+assert ds.get_batch([8, 9])["key"] == ["000000008", "000000009"]
+try:
+    ds.get_batch([9, 10])
+except ShardError as err:
+    print(err)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{last['name']}, sample 000000010: bin" in done.stdout and "truncated?" in done.stdout
+
+
+def test_mapped_bytes_stay_within_map_bytes(tmp_path: Path) -> None:
+    paths = []
+    for i, size in enumerate([3000, 5000, 4000]):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(bytes([i + 1]) * size)
+    files = ShardFiles(map_bytes=9000)
+    views = []
+    for i in range(3):
+        files.get(i, lambda s: paths[s])
+        views.append(files.view(i))
+        assert views[-1] is not None and views[-1][0] == i + 1 and files._mapped <= 9000
+    assert files._open[0].view is None and files._open[2].view is not None  # the oldest went first
+    assert int(views[0][-1]) == 1  # a view handed out earlier stays readable after its file is unmapped
+    small = ShardFiles(map_bytes=100)
+    small.get(0, lambda s: paths[s])
+    assert small.view(0) is None  # larger than the whole allowance: read with pread
+    files.close()
+    assert files._mapped == 0 and not files._open
+
+
+def test_an_empty_file_is_read_without_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    files = ShardFiles(map_bytes=1 << 20)
+    assert files.get(0, lambda s: tmp_path / "empty") == (files._open[0].fd, 0)
+    assert files.view(0) is None
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "4G", None])
+def test_map_bytes_refuses_what_is_not_a_byte_count(shards: Path, bad: object) -> None:
+    with pytest.raises(UsageError, match=r"map_bytes=.*valid: an int >= 0"):
+        IndexedShards(shards, map_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_check_ahead_only_with_a_spare_cpu_outside_dataloader_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch.utils.data as tud
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert not CheckAhead().wanted(1 << 30)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert CheckAhead().wanted(checkahead.MIN_BYTES) and not CheckAhead().wanted(checkahead.MIN_BYTES - 1)
+    monkeypatch.setattr(tud, "get_worker_info", lambda: object())
+    assert not CheckAhead().wanted(1 << 30)
+
+
+def test_check_ahead_skips_results_of_abandoned_checks() -> None:
+    from ampkit.data.checksum import sample_xxh3
+
+    ahead = CheckAhead()
+    if not ahead.wanted(1 << 30):
+        pytest.skip("one CPU: no helper thread")
+    good = {"key": "k", "xxh3": sample_xxh3(b"abc", b"{}")}
+    ahead.start(b"abd", b"{}", good)  # abandoned (its caller was interrupted): never waited for
+    token = ahead.start(b"abc", b"{}", good)
+    assert ahead.result(token) is None
+    bad = ahead.start(b"abd", b"{}", good)
+    assert ahead.result(bad).startswith("checksum mismatch: xxh3")  # type: ignore[union-attr]
+    broken = ahead.start(b"abc", b"{}", {"key": "k", "crc32c": "not a number"})
+    assert "cannot check the sample" in ahead.result(broken)  # type: ignore[operator]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_starts_its_own_helper(shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkahead, "MIN_BYTES", 0)
+    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
+    ds = IndexedShards(shards)
+    want = ds.get_batch([1, 4])["x"].clone()  # the parent's helper thread is running now
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (child)
+        ok = torch.equal(ds.get_batch([1, 4])["x"], want) and ds.reader._ahead._pid == os.getpid()
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    import select
+
+    ready = select.select([r], [], [], 60)[0]  # a child stuck on a lock inherited from the parent: fail
+    if not ready:
+        os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    assert ready and os.read(r, 1) == b"1"
