@@ -65,6 +65,9 @@ def test_every_read_path_gives_the_batch_of_plain_pread(shards: Path, path: dict
     for _ in range(2):  # the second time from the kept files, mappings and helper thread
         got = ds.get_batch([0, 5, 6, 11, 2])
         assert torch.equal(got["x"], want["x"]) and got["key"] == want["key"]
+        for row, i in enumerate([0, 5, 6, 11, 2]):  # one sample at a time: the helper thread's case
+            one = ds[i]
+            assert torch.equal(one["x"][0], want["x"][row]) and one["key"] == [want["key"][row]]
     assert (ds.reader._files.view(0) is not None) == (path["map_bytes"] > 0)
     assert ds.reader._ahead.wanted(SIDE**3 * 2) == path["beside"]  # the path under test was taken
 
@@ -72,13 +75,17 @@ def test_every_read_path_gives_the_batch_of_plain_pread(shards: Path, path: dict
 def test_every_read_path_names_a_flipped_byte(shards: Path, tmp_path: Path, path: dict[str, int]) -> None:
     damaged = Path(shutil.copytree(shards, tmp_path / "d"))
     shard = _flip(damaged, "000000006")
-    with pytest.raises(ShardError, match=rf"{shard}, sample 000000006: checksum mismatch: xxh3"):
-        IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch([5, 6, 7])
+    for read in ([6], [5, 6, 7]):  # alone (checked beside the widening) and in a batch
+        with pytest.raises(ShardError, match=rf"{shard}, sample 000000006: checksum mismatch: xxh3"):
+            IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch(read)
     ds = IndexedShards(damaged, on_error="skip", map_bytes=path["map_bytes"])
     got = ds.get_batch([5, 6, 7])
     want = IndexedShards(shards, map_bytes=0).get_batch([5, 7])
     assert got["key"] == ["000000005", "000000007"] and got["skipped"] == ["000000006"]
     assert torch.equal(got["x"], want["x"]) and ds.skipped == 1
+    alone = ds[6]  # its row was written before the checksum failed: it is dropped, never handed out
+    assert alone["key"] == [] and alone["skipped"] == ["000000006"] and alone["x"].numel() == 0
+    assert torch.equal(ds[7]["x"][0], want["x"][1]) and ds.skipped == 2
 
 
 def test_damaged_json_is_reported_by_its_checksum_on_every_path(
@@ -86,8 +93,9 @@ def test_damaged_json_is_reported_by_its_checksum_on_every_path(
 ) -> None:
     damaged = Path(shutil.copytree(shards, tmp_path / "d"))
     _flip(damaged, "000000009", member="json")
-    with pytest.raises(ShardError, match=r"sample 000000009: checksum mismatch: xxh3"):
-        IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch([9])
+    for read in ([9], [8, 9]):
+        with pytest.raises(ShardError, match=r"sample 000000009: checksum mismatch: xxh3"):
+            IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch(read)
 
 
 def test_a_shard_cut_short_while_mapped_names_the_lost_samples(shards: Path, tmp_path: Path) -> None:
@@ -181,11 +189,12 @@ def test_a_forked_process_starts_its_own_helper(shards: Path, monkeypatch: pytes
     monkeypatch.setattr(checkahead, "MIN_BYTES", 0)
     monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
     ds = IndexedShards(shards)
-    want = ds.get_batch([1, 4])["x"].clone()  # the parent's helper thread is running now
+    want = ds[4]["x"].clone()  # the parent's helper thread is running now
+    assert ds.reader._ahead._pid == os.getpid()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover (child)
-        ok = torch.equal(ds.get_batch([1, 4])["x"], want) and ds.reader._ahead._pid == os.getpid()
+        ok = torch.equal(ds[4]["x"], want) and ds.reader._ahead._pid == os.getpid()
         os.write(w, b"1" if ok else b"0")
         os._exit(0)
     os.close(w)

@@ -205,7 +205,7 @@ class BatchReader:
             b0, bn = where[it.pos]
             j0, jn = jsons[it.pos]
             raw, js = buf[b0 : b0 + bn], buf[j0 : j0 + jn]
-            if self.verify != "off" and self._ahead.wanted(bn):
+            if self.verify != "off" and fill.size == 1 and self._ahead.wanted(bn):
                 self._put_checked_ahead(shard, it, raw, js, fill, skipped)
                 continue
             try:
