@@ -5,7 +5,7 @@ plus an integer-valued float32 copy of them for int16 (int16 stores integers onl
 ``--rounds`` interleaved rounds (a fresh output folder per run, removed afterwards), converts them:
 
 * ampkit ``convert`` to fp16, bf16 (the non-integer data) and int16 (the integer copy), with 1 and
-  2 workers; every shard is fsynced and hashed (sha256 per shard, CRC-32C per sample);
+  2 workers; every shard is fsynced and hashed (sha256 per shard, XXH3 per sample);
 * webdataset ``ShardWriter`` writing float32 ``.npy`` samples, and float16 ``.npy`` (numpy cast);
 * MDS (``mosaicml-streaming`` ``MDSWriter``, one ``ndarray:float16`` column, numpy cast).
 
@@ -44,7 +44,7 @@ from ampkit.data.phantoms import make_phantom
 from ampkit.data.sources import discover
 
 FLAGS = ("sse4_2", "avx2", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "sha_ni")
-"""CPU flags that matter here: casts (f16c, AVX-512 BF16/FP16), CRC-32C (sse4_2), sha256 (sha_ni)."""
+"""CPU flags that matter here: casts (f16c, AVX-512 BF16/FP16), XXH3 (avx2, avx512f), sha256 (sha_ni)."""
 
 
 def cpu() -> tuple[str, str]:

@@ -11,7 +11,7 @@ folder). Each reader then delivers float32 batches of ``--batch`` volumes:
 * 100 random samples by index (readers with random access: ampkit ``IndexedShards``, MDS, litdata).
 
 Peers decode the way their documentation shows, with the cheapest widening (stack the float16
-arrays of a batch, widen once). ampkit checks every sample's CRC-32C (its default); the peers
+arrays of a batch, widen once). ampkit checks every sample's XXH3 (its default); the peers
 check nothing (their defaults). The figure is **GB/s of float32 delivered per CPU-second**: float32
 bytes / CPU time of the benchmark process and all its worker processes, so it measures work, not
 how idle the machine is; wall-clock GB/s is printed beside it. Rounds are interleaved (every
@@ -311,7 +311,9 @@ def random_access(data: dict[str, Any], peers: dict[str, Any]) -> dict[str, Call
     out: dict[str, Callable[[int], torch.Tensor]] = {}
     ds, trusting = IndexedShards(data["ampkit"]), IndexedShards(data["ampkit"], verify="off")
     out["ampkit IndexedShards"] = lambda i: ds[i]["x"]
-    out["ampkit IndexedShards verify=off"] = lambda i: trusting[i]["x"]  # the CRC's share, for the record
+    out["ampkit IndexedShards verify=off"] = lambda i: trusting[i][
+        "x"
+    ]  # the checksum's share, for the record
     if "mds" in data:
         mds = peers["mds"].StreamingDataset(local=data["mds"], shuffle=False, batch_size=1)
         out["MDS fp16"] = lambda i: torch.from_numpy(mds[i]["x"]).float()
