@@ -407,6 +407,28 @@ def test_disk_fault_while_training_is_one_line_exit_1(
     run_case(case, tmp_path, capsys, monkeypatch)
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--task", "tinygpt", "--batch-size", "100000000000"],
+         "out of memory (tried to allocate 800.0 GB); valid: a --batch-size below 100000000000"),
+        (["--task", "tinygpt", "--batch-size", "20000000000"],
+         "out of memory (tried to allocate 160.0 GB); valid: a --batch-size below 20000000000"),
+    ],
+)  # fmt: skip
+def test_a_batch_beyond_memory_is_one_line_exit_2(
+    argv: list[str],
+    needle: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tinygpt's stream has no sample count to refuse a batch by: the allocation failure is the refusal."""
+    case = Case("oom", [*TRAIN, *argv], needle=f"ampkit train: error: {needle}")
+    run_case(case, tmp_path, capsys, monkeypatch)
+    assert not (tmp_path / "run").exists()
+
+
 def test_nproc_says_what_it_launches(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

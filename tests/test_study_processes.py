@@ -145,3 +145,19 @@ def test_a_failed_arm_is_exit_1_with_its_stderr_tail_everywhere(
     for label in ("fp16-mixed-seed0", "fp16-mixed-seed1"):
         warned = [ln for ln in out.splitlines() if ln.startswith(f"{label}: warning:")]
         assert warned == [f"{label}: warning: {w}" for w in fit]
+
+
+def test_an_arm_out_of_memory_is_one_line_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tinygpt's endless stream cannot refuse a batch by its sample count: the arm's allocation
+    failure becomes its reason, one line naming the batch size, and no traceback reaches the console."""
+    argv = ["compare", "--task", "tinygpt", "--precisions", "fp32", "--batch-size", "100000000000",
+            "--steps", "3", "--warmup-steps", "1", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    arm = json.loads((tmp_path / "results.json").read_text())["arms"][0]
+    want = "out of memory (tried to allocate 800.0 GB) at --batch-size 100000000000"
+    assert arm["status"] == "failed" and arm["reason"] == want
+    assert "Traceback" not in out + err and f"ampkit arm: {want}" in out
+    assert f"arms failed: fp32 ({want})" in err

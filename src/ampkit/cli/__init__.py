@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import UsageError
+from ..errors import UsageError, out_of_memory
 from ..precision import PrecisionError
 from ..precision.args import rewrite_legacy_flags
 from .parser import AmpkitParser
@@ -89,6 +89,12 @@ def _run(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"ampkit {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
             return 1
+        except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+            why = out_of_memory(err)
+            if why is None:
+                raise
+            print(f"ampkit {args.command}: error: {why}{_smaller(args)}", file=sys.stderr)
+            return 2
 
 
 def _stopped(args: argparse.Namespace, stop: StopState) -> int:
@@ -100,6 +106,13 @@ def _stopped(args: argparse.Namespace, stop: StopState) -> int:
         kept = None
     print(f"ampkit {args.command}: {stop.words()}" + (f"; {kept}" if kept else ""), file=sys.stderr)
     return stop.exit_code()
+
+
+def _smaller(args: argparse.Namespace) -> str:
+    batch = getattr(args, "batch_size", None)
+    if isinstance(batch, int):
+        return f"; valid: a --batch-size below {batch} that fits this machine's memory"
+    return "; valid: a smaller job, or a machine with more memory"
 
 
 def describe_os_error(err: OSError) -> str:

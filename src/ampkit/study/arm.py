@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     A failure also prints its traceback on stderr, whose last lines the parent shows with the arm.
     """
+    from ..errors import out_of_memory
     from ..fsutil import write_atomic
 
     args = sys.argv[1:] if argv is None else argv
@@ -185,9 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         out = run_arm(spec)
         code = 0
     except Exception as err:  # the parent shows this line in the table instead of crashing the study
-        traceback.print_exc()
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        out = {"status": "failed", "reason": f"{type(err).__name__}: {first}", "pid": os.getpid()}
+        memory = out_of_memory(err)
+        if memory is None:
+            traceback.print_exc()
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            reason = f"{type(err).__name__}: {first}"
+        else:  # one line says it all: no traceback
+            reason = f"{memory} at --batch-size {spec.get('config', {}).get('batch_size', '?')}"
+            print(f"ampkit arm: {reason}", file=sys.stderr)
+        out = {"status": "failed", "reason": reason, "pid": os.getpid()}
         code = 1
     write_atomic(path, json.dumps(out, indent=1))
     return code
