@@ -104,6 +104,11 @@ ANALYZE_CASES = [
     Case("analyze-lr-negative", [*ANALYZE, "--lr", "-0.1"], needle="--lr -0.1: must be a finite number > 0"),
     Case("analyze-threads-0", [*ANALYZE, "--threads", "0"], needle="--threads 0: must be >= 1"),
     Case("analyze-batch-size-0", [*ANALYZE, "--batch-size", "0"], needle="--batch-size 0: must be >= 1"),
+    Case(
+        "analyze-batch-beyond-the-task",
+        [*ANALYZE, "--batch-size", "100000"],
+        needle="--batch-size 100000: larger than the",
+    ),
     Case("analyze-seed-negative", [*ANALYZE, "--seed", "-2"], needle="--seed -2: must be a whole number"),
     Case(
         "analyze-device-garbage", [*ANALYZE, "--device", "cuda:x"], needle="--device cuda:x: unknown device"
@@ -222,6 +227,15 @@ HOSTILE = [
          needle="{tmp}/run/last.pt: damaged checkpoint: config.size = 'huge'; valid: default, small, gpu"),
     Case("evaluate-checkpoint-ct-size-gpu", ["evaluate", "{tmp}/run"], setup=checkpoint_with(task="ct", size="gpu"),
          needle="config.size = 'gpu'; valid: default, small"),
+    # evaluate checks the flags train and analyze check, alike
+    Case("evaluate-keep-fp32-empty", ["evaluate", "{tmp}/run", "--keep-fp32", ""], setup=checkpoint_with(),
+         needle="--keep-fp32 '': an empty selection"),
+    Case("evaluate-keep-fp32-commas", ["evaluate", "{tmp}/run", "--keep-fp32", ",,"], setup=checkpoint_with(),
+         needle="--keep-fp32 ',,': an empty selection"),
+    Case("evaluate-keep-fp32-bad-regex", ["evaluate", "{tmp}/run", "--keep-fp32", "re:("], setup=checkpoint_with(),
+         needle="--keep-fp32 re:(: bad keep-fp32 regex"),
+    Case("evaluate-fp8-emulate-under-fp32", ["evaluate", "{tmp}/run", "--fp8-emulate"], setup=checkpoint_with(),
+         needle="--fp8-emulate applies to fp8 modes, not fp32"),
     # convert: R6/R10/NUL --out, misc limits, its environment hook (R8)
     Case("convert-out-empty", [*CONVERT, "--out", ""], setup=npy, needle="argument --out: '' is an empty path"),
     Case("convert-out-nul", [*CONVERT, "--out", "o\x00"], setup=npy, needle="argument --out: 'o\\x00' holds a NUL byte"),

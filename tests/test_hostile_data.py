@@ -280,6 +280,8 @@ CONVERT_INPUTS = [
     Case("sidecar-bool-slope", [*CONVERT, A], needle="slope is True", setup=sidecar('{"slope": true}')),
     Case("sidecar-nan-slope", [*CONVERT, A], needle="slope is nan", setup=sidecar('{"slope": NaN}')),
     Case("sidecar-deep-nesting", [*CONVERT, A], needle="nested too deeply", setup=sidecar("[" * 100_000)),
+    Case("sidecar-over-1-mib", [*CONVERT, A], needle="a.json: more than 1 MiB of metadata",
+         setup=sidecar('{"note": "' + "x" * (1 << 20) + '"}')),
     Case("sidecar-not-utf8", [*CONVERT, A], needle="not valid JSON", setup=both(src_ok, raw("src/a.json", b"\xff\xfe{"))),
 ]  # fmt: skip
 

@@ -61,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
     from ..precision.compile import compile_state
     from ..tasks import TaskSpec, build_task
     from ..tasks.registry import trusted_task
-    from .checks import check_device
+    from .checks import check_device, check_keep_fp32
+    from .train import check_mode_flags
 
     path = checkpoint_path(args.checkpoint)
     device = check_device(args.device)
+    check_keep_fp32(args.keep_fp32)  # an empty or unparsable selection, before the checkpoint is read
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
     task_name = trusted_task(config.task, str(path), given=args.task)  # before anything is imported
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
         caps = device_capabilities(device)
         mode = resolve(asked, device_type=caps.device_type, bf16_in_hardware=caps.bf16_in_hardware)
+    check_mode_flags(args, mode)  # --fp8-emulate under a mode without fp8, as train refuses it
     if state["precision"] == "int8-qat" and mode != "int8-qat":
         raise UsageError(f"{path} holds a fused, fake-quantised int8-qat model; evaluate it as int8-qat")
     emulate = args.fp8_emulate or config.fp8_emulate

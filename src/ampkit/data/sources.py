@@ -187,6 +187,10 @@ def discover(paths: list[str], array_key: str | None = None) -> list[Source]:
     return sources
 
 
+SIDECAR_MAX_BYTES = 1 << 20
+"""Largest JSON sidecar read (it goes into the sample's JSON, parsed on every read of the sample)."""
+
+
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The JSON sidecar of ``path`` (``vol.npz`` -> ``vol.json``) as a dict, ``{}`` when there is none.
 
@@ -194,11 +198,18 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     are finite numbers; anything else is a :class:`UsageError` naming the file.
     """
     sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
+    if not sidecar.is_file():  # a regular file (a FIFO or device beside the volume is not read)
         return {}
     valid = 'valid: a JSON object such as {"slope": 1.0, "intercept": -1024, "label": 2}'
     try:
-        found = schema.parse_json(sidecar.read_bytes(), str(sidecar))
+        with open(sidecar, "rb") as fh:  # every sample's JSON carries it: a few KiB, not a log file
+            data = fh.read(SIDECAR_MAX_BYTES + 1)
+        if len(data) > SIDECAR_MAX_BYTES:
+            raise UsageError(
+                f"{sidecar}: more than {SIDECAR_MAX_BYTES >> 20} MiB of metadata, which every sample's "
+                f"JSON would carry; {valid} (at most {SIDECAR_MAX_BYTES >> 20} MiB)"
+            )
+        found = schema.parse_json(data, str(sidecar))
     except OSError as err:
         raise UsageError(f"{sidecar}: cannot read the sidecar ({err.strerror or err})") from None
     except ValueError as err:

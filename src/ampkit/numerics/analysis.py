@@ -57,10 +57,11 @@ def analyze(
 ) -> AnalysisReport:
     """Run ``steps`` steps of ``config``'s task in fp32 (ranges recorded) and in ``mode`` (default:
     ``config.precision``) from the same start; ``config`` is a :class:`~ampkit.engine.TrainConfig`."""
-    from ..engine.setup import build_run
+    from ..engine.setup import build_run, check_batch_size
 
     mode = canonical_mode(mode or config.precision)
     reference = build_run(dataclasses.replace(config, precision="fp32", keep_fp32=None, compile=False))
+    check_batch_size(config.batch_size, reference.task, config.size)  # as train refuses it, before a step
     arm = build_run(dataclasses.replace(config, precision=mode))
     arm.optimizer.skip_nonfinite = True  # as ``train`` does: no NaN updates in the drift figures
     share = low_precision_flop_share(arm)
