@@ -35,6 +35,13 @@ def _quiet_precision_warnings() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _not_under_accelerate_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``accelerate launch --mixed_precision X`` exports ACCELERATE_MIXED_PRECISION, which ampkit reads
+    as a default mode: the suite runs as a plain ``pytest`` would, whoever launched it."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+
+
 @pytest.fixture
 def outside_study(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test starts outside any study, whatever the shell running pytest exported."""

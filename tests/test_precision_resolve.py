@@ -21,6 +21,19 @@ CASES = [
     (PrecisionRequest(), {"USE_AMP": "1", "AMP_DTYPE": "fp16"}, "fp16-mixed"),
     (PrecisionRequest(), {"USE_AMP": "0", "AMP_DTYPE": "fp16"}, "fp32"),
     (PrecisionRequest(precision="fp32"), {"USE_AMP": "1"}, "fp32"),  # flags beat the environment
+    # `accelerate launch --mixed_precision X` sets ACCELERATE_MIXED_PRECISION; USE_AMP, if set, wins
+    (PrecisionRequest(), {"ACCELERATE_MIXED_PRECISION": "bf16"}, "bf16-mixed"),
+    (PrecisionRequest(), {"ACCELERATE_MIXED_PRECISION": "FP16"}, "fp16-mixed"),
+    (PrecisionRequest(), {"ACCELERATE_MIXED_PRECISION": "fp8"}, "fp8-mixed"),
+    (PrecisionRequest(), {"ACCELERATE_MIXED_PRECISION": "no"}, "fp32"),
+    (PrecisionRequest(), {"ACCELERATE_MIXED_PRECISION": ""}, "fp32"),
+    (PrecisionRequest(), {"ACCELERATE_MIXED_PRECISION": "bf16", "USE_AMP": "0"}, "fp32"),
+    (
+        PrecisionRequest(),
+        {"ACCELERATE_MIXED_PRECISION": "bf16", "USE_AMP": "1", "AMP_DTYPE": "fp16"},
+        "fp16-mixed",
+    ),
+    (PrecisionRequest(precision="fp32"), {"ACCELERATE_MIXED_PRECISION": "bf16"}, "fp32"),
     # a script's text --mixed_precision (diffusers / Accelerate), HF Trainer's --fp16 / --bf16
     (PrecisionRequest(mixed_precision=True, mixed_dtype="bf16"), {}, "bf16-mixed"),
     (PrecisionRequest(mixed_precision=True, mixed_dtype="fp16"), {}, "fp16-mixed"),
@@ -122,6 +135,10 @@ def test_bad_env_values() -> None:
         from_env({"USE_AMP": "maybe"})
     with pytest.raises(PrecisionError, match="AMP_DTYPE 'int4'"):
         from_env({"USE_AMP": "1", "AMP_DTYPE": "int4"})
+    with pytest.raises(
+        PrecisionError, match=r"ACCELERATE_MIXED_PRECISION='int8'; valid: no, fp16, bf16, fp8"
+    ):
+        from_env({"ACCELERATE_MIXED_PRECISION": "int8"})
 
 
 # bare 16-bit dtype words name no mode (mixed or true?): the error says which two they could mean

@@ -33,7 +33,7 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
         dict(
             default=None,
             metavar="MODE",
-            help=f"precision mode: {valid_spellings()}. Default fp32, or AMPKIT_PRECISION / USE_AMP+AMP_DTYPE from the environment.",
+            help=f"precision mode: {valid_spellings()}. Default fp32, or AMPKIT_PRECISION / USE_AMP+AMP_DTYPE / ACCELERATE_MIXED_PRECISION from the environment.",
         ),
     ),
     (

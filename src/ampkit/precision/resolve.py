@@ -173,10 +173,14 @@ def study_conflict(mode: str, environ: Mapping[str, str] | None = None) -> str |
 def from_env(
     environ: Mapping[str, str] | None = None, *, device_type: str = "cpu", bf16_in_hardware: bool = False
 ) -> str | None:
-    """Mode from ``USE_AMP`` / ``AMP_DTYPE`` (``None`` when ``USE_AMP`` is unset or off); ``USE_AMP=1``
-    alone is :func:`resolve_auto_amp` for ``device_type``."""
+    """Mode from ``USE_AMP`` / ``AMP_DTYPE`` (``None`` when ``USE_AMP`` is off); ``USE_AMP=1``
+    alone is :func:`resolve_auto_amp` for ``device_type``. Without ``USE_AMP``, Accelerate's
+    ``ACCELERATE_MIXED_PRECISION`` (what ``accelerate launch --mixed_precision bf16`` sets:
+    ``no``, ``fp16``, ``bf16``, ``fp8``) decides; neither set: ``None``."""
     env = os.environ if environ is None else environ
     use_amp = env.get("USE_AMP", "").strip().lower()
+    if not use_amp:
+        return _accelerate_mode(env)
     if use_amp in _FALSE_WORDS:
         return None
     if use_amp not in _TRUE_WORDS:
@@ -187,6 +191,22 @@ def from_env(
     mode = resolve_auto_amp(device_type, bf16_in_hardware)
     _log_auto_choice("USE_AMP=1", mode, device_type, bf16_in_hardware)
     return mode
+
+
+_ACCELERATE = {"no": None, "fp16": "fp16-mixed", "bf16": "bf16-mixed", "fp8": "fp8-mixed"}
+
+
+def _accelerate_mode(env: Mapping[str, str]) -> str | None:
+    """The mode ``ACCELERATE_MIXED_PRECISION`` names (Accelerate's spellings), None when unset or ``no``."""
+    raw = env.get("ACCELERATE_MIXED_PRECISION")
+    if raw is None or not raw.strip():
+        return None
+    key = raw.strip().lower()
+    if key not in _ACCELERATE:
+        raise PrecisionError(
+            f"unknown ACCELERATE_MIXED_PRECISION={raw!r}; valid: {', '.join(_ACCELERATE)} (Accelerate's values)"
+        )
+    return _ACCELERATE[key]
 
 
 def resolve(
