@@ -44,6 +44,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dic
     map_bytes, beside = PATHS[request.param]
     monkeypatch.setattr(checkahead, "MIN_BYTES", 0 if beside else 1 << 62)
     monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
+    monkeypatch.setattr(checkahead, "PAUSE", 0)  # tiny samples: the helper misses, and must not rest here
     return {"map_bytes": map_bytes, "beside": beside}
 
 
@@ -168,20 +169,40 @@ def test_check_ahead_only_with_a_spare_cpu_outside_dataloader_workers(
     assert not CheckAhead().wanted(1 << 30)
 
 
-def test_check_ahead_skips_results_of_abandoned_checks() -> None:
+def test_check_ahead_gives_each_job_its_own_verdict_whoever_computes_it() -> None:
     from ampkit.data.checksum import sample_xxh3
 
     ahead = CheckAhead()
     if not ahead.wanted(1 << 30):
         pytest.skip("one CPU: no helper thread")
     good = {"key": "k", "xxh3": sample_xxh3(b"abc", b"{}")}
-    ahead.start(b"abd", b"{}", good)  # abandoned (its caller was interrupted): never waited for
-    token = ahead.start(b"abc", b"{}", good)
-    assert ahead.result(token) is None
-    bad = ahead.start(b"abd", b"{}", good)
-    assert ahead.result(bad).startswith("checksum mismatch: xxh3")  # type: ignore[union-attr]
+    ahead.start(b"abd", b"{}", good)  # abandoned (its caller was interrupted): never asked for
+    jobs = [ahead.start(b"abc", b"{}", good), ahead.start(b"abd", b"{}", good)]
     broken = ahead.start(b"abc", b"{}", {"key": "k", "crc32c": "not a number"})
-    assert "cannot check the sample" in ahead.result(broken)  # type: ignore[operator]
+    assert ahead.result(jobs[0]) is None and ahead.result(jobs[0]) is None  # asked twice: same answer
+    assert (ahead.result(jobs[1]) or "").startswith("checksum mismatch: xxh3")
+    assert "cannot check the sample" in (ahead.result(broken) or "")
+
+
+def test_the_helper_rests_after_misses_and_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ampkit.data.checkahead import MISSES, _Job
+
+    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
+    monkeypatch.setattr(checkahead, "PAUSE", 3)
+    ahead = CheckAhead()
+    assert ahead.wanted(1 << 20)
+    for _ in range(MISSES):  # jobs the helper never saw: each one a miss
+        ahead.result(_Job(b"a", b"{}", {"key": "k"}))
+    assert [ahead.wanted(1 << 20) for _ in range(4)] == [False, False, False, True]
+
+
+def test_a_job_the_helper_has_not_started_is_checked_by_the_caller() -> None:
+    from ampkit.data.checkahead import _Job
+    from ampkit.data.checksum import sample_xxh3
+
+    ahead = CheckAhead()
+    job = _Job(b"abd", b"{}", {"key": "k", "xxh3": sample_xxh3(b"abc", b"{}")})  # never queued: no helper
+    assert (ahead.result(job) or "").startswith("checksum mismatch: xxh3") and job.done.is_set()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

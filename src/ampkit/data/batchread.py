@@ -221,17 +221,17 @@ class BatchReader:
         self, shard: int, it: Wanted, raw: np.ndarray, js: np.ndarray, fill: Fill, skipped: dict[int, str]
     ) -> None:
         """Widen a large sample while the helper thread checks its checksum; drop its row if that fails."""
-        token = self._ahead.start(raw, js, it.entry)
+        job = self._ahead.start(raw, js, it.entry)
         try:
             meta = check_meta(js.tobytes(), len(raw), it.entry)
         except ValueError as err:
-            why = self._ahead.result(token)
+            why = self._ahead.result(job)
             self._damaged(shard, it, why or str(err), skipped)  # the checksum's verdict first, as above
             return
         try:
             fill.put(it.pos, raw, meta)
         finally:
-            why = self._ahead.result(token)  # the helper never outlives the bytes it reads
+            why = self._ahead.result(job)  # the helper never outlives the bytes it reads
         if why is not None:
             fill.drop(it.pos)
             self._damaged(shard, it, why, skipped)

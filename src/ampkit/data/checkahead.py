@@ -4,8 +4,11 @@ Checking and widening a large sample both read all of its bytes. Done one after 
 checksum pass pays for fetching them from memory and the widening reads them again; done at once
 on two cores, the checksum (XXH3 releases the GIL) fetches the bytes the widening then finds in
 the cache. On a 1.8 MB float16 sample read by index: 0.119 ms one after the other, 0.074 at once
-(benchmarks/data_load.py has the end-to-end figure). A sample whose checksum fails is dropped from
-the batch after its row was written (its row is never handed out).
+(benchmarks/data_load.py has the end-to-end figure). When the helper has not started on a
+sample by the time the widening is done (the other core was busy), the caller checks it itself
+instead of waiting; after a few such misses the helper rests for :data:`PAUSE` samples, so a
+machine whose other core is busy checks in line, as it would without the helper. A sample whose checksum fails is dropped
+from the batch after its row was written (its row is never handed out).
 
 Used where it helps: a read of one sample (``ds[i]``, ``get_batch([i])``: the caller waits for
 exactly that sample) of at least :data:`MIN_BYTES`, in a process that may run on more than one
@@ -17,7 +20,6 @@ started on first use (a forked process starts its own).
 
 from __future__ import annotations
 
-import itertools
 import os
 import queue
 import threading
@@ -27,15 +29,39 @@ from .checksum import mismatch
 
 MIN_BYTES = 1 << 18
 """Smallest sample checked on the helper thread (below, handing it over costs more than it saves)."""
+MISSES = 4
+"""Net misses (the helper had not finished when the widening had) that pause the helper ..."""
+PAUSE = 64
+"""... for this many samples, checked in line; then the helper is tried again."""
 
 
-def _serve(jobs: queue.SimpleQueue[Any], done: queue.SimpleQueue[Any]) -> None:
-    while True:
-        token, raw, js, entry = jobs.get()
+class _Job:
+    """One sample to check; whoever claims it first (helper or caller) computes the verdict."""
+
+    __slots__ = ("claim", "done", "entry", "js", "raw", "why")
+
+    def __init__(self, raw: Any, js: Any, entry: dict[str, Any]):
+        self.raw, self.js, self.entry = raw, js, entry
+        self.claim = threading.Lock()
+        self.done = threading.Event()
+        self.why: str | None = None
+
+    def verdict(self) -> str | None:
         try:
-            done.put((token, mismatch(raw, js, entry)))
+            return mismatch(self.raw, self.js, self.entry)
         except Exception as err:  # a malformed entry: report it as the sample's damage
-            done.put((token, f"cannot check the sample ({err})"))
+            return f"cannot check the sample ({err})"
+
+    def run(self) -> None:
+        self.why = self.verdict()
+        self.done.set()
+
+
+def _serve(jobs: queue.SimpleQueue[_Job]) -> None:
+    while True:
+        job = jobs.get()
+        if job.claim.acquire(blocking=False):  # else the caller got there first
+            job.run()
 
 
 def _spare_cpu() -> bool:
@@ -49,40 +75,57 @@ def _spare_cpu() -> bool:
 
 
 class CheckAhead:
-    """Starts a sample's checksum on the helper thread (:meth:`start`); :meth:`result` waits for it."""
+    """Starts a sample's checksum on the helper thread (:meth:`start`); :meth:`result` gives its verdict."""
 
     def __init__(self) -> None:
         self._pid = -1
         self._use = False
-        self._tokens = itertools.count()
+        self._score = 0  # hits minus misses, within [-MISSES, MISSES]
+        self._paused = 0  # samples left to check in line before the helper is tried again
 
     def wanted(self, nbytes: int) -> bool:
         """Whether a sample of ``nbytes`` is checked on the helper thread in this process."""
         if self._pid != os.getpid():
             self._pid, self._use = os.getpid(), _spare_cpu()
             if self._use:
-                self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-                self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+                self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
                 threading.Thread(
-                    target=_serve, args=(self._jobs, self._done), name="ampkit-checksum", daemon=True
+                    target=_serve, args=(self._jobs,), name="ampkit-checksum", daemon=True
                 ).start()
-        return self._use and nbytes >= MIN_BYTES
+        if not self._use or nbytes < MIN_BYTES:
+            return False
+        if self._paused:
+            self._paused -= 1
+            return False
+        return True
 
-    def start(self, raw: Any, js: Any, entry: dict[str, Any]) -> int:
-        """Queue the check of one sample (only after :meth:`wanted` said yes); returns its token."""
-        token = next(self._tokens)
-        self._jobs.put((token, raw, js, entry))
-        return token
+    def start(self, raw: Any, js: Any, entry: dict[str, Any]) -> _Job:
+        """Hand the check of one sample to the helper thread (only after :meth:`wanted` said yes)."""
+        job = _Job(raw, js, entry)
+        self._jobs.put(job)
+        return job
 
-    def result(self, token: int) -> str | None:
-        """Why the sample of ``token`` fails its checksum, or None (results of abandoned checks are skipped)."""
-        while True:
-            got, why = self._done.get()
-            if got == token:
-                return why  # type: ignore[no-any-return]
+    def result(self, job: _Job) -> str | None:
+        """Why the sample of ``job`` fails its checksum, or None. Never waits for the helper: a job
+        it has not finished (its core was taken away) is checked here instead."""
+        if job.claim.acquire(blocking=False):  # the helper never started on it
+            self._missed()
+            job.run()
+        elif not job.done.is_set():
+            self._missed()
+            return job.verdict()  # the helper's own verdict, when it comes, goes unread
+        else:
+            self._score = min(self._score + 1, MISSES)
+        return job.why
+
+    def _missed(self) -> None:
+        """A miss; after :data:`MISSES` net misses the helper rests for :data:`PAUSE` samples."""
+        self._score -= 1
+        if self._score <= -MISSES:
+            self._score, self._paused = 0, PAUSE
 
     def __getstate__(self) -> dict[str, Any]:
-        return {}  # the thread and its queues stay in their process
+        return {}  # the thread and its queue stay in their process
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]
