@@ -6,7 +6,7 @@ on two cores, the checksum (XXH3 releases the GIL) fetches the bytes the widenin
 the cache. On a 1.8 MB float16 sample read by index: 0.119 ms one after the other, 0.074 at once
 (benchmarks/data_load.py has the end-to-end figure). When the helper has not started on a
 sample by the time the widening is done (the other core was busy), the caller checks it itself
-instead of waiting; after a few such misses the helper rests for :data:`PAUSE` samples, so a
+instead of waiting (and waits at most :data:`WAIT_S` for one it has started); after a few such misses the helper rests for :data:`PAUSE` samples, so a
 machine whose other core is busy checks in line, as it would without the helper. A sample whose checksum fails is dropped
 from the batch after its row was written (its row is never handed out).
 
@@ -29,6 +29,9 @@ from .checksum import mismatch
 
 MIN_BYTES = 1 << 18
 """Smallest sample checked on the helper thread (below, handing it over costs more than it saves)."""
+WAIT_S = 2e-3
+"""Longest wait for a check the helper has started (a 1.8 MB sample takes it 0.03-0.1 ms; longer
+means the helper's core was taken away, and the caller checks the sample itself)."""
 MISSES = 4
 """Net misses (the helper had not finished when the widening had) that pause the helper ..."""
 PAUSE = 64
@@ -106,12 +109,12 @@ class CheckAhead:
         return job
 
     def result(self, job: _Job) -> str | None:
-        """Why the sample of ``job`` fails its checksum, or None. Never waits for the helper: a job
-        it has not finished (its core was taken away) is checked here instead."""
+        """Why the sample of ``job`` fails its checksum, or None. A job the helper has not started,
+        or started and not finished within :data:`WAIT_S` (its core was taken away), is checked here."""
         if job.claim.acquire(blocking=False):  # the helper never started on it
             self._missed()
             job.run()
-        elif not job.done.is_set():
+        elif not job.done.wait(WAIT_S):  # started long ago and not done: its core was taken away
             self._missed()
             return job.verdict()  # the helper's own verdict, when it comes, goes unread
         else:
