@@ -36,7 +36,7 @@ from .samples import (
     shard_damage,
 )
 from .shardfiles import ShardFiles
-from .spans import Wanted, groups, pread_into
+from .spans import Wanted, groups, read_group
 
 log = logging.getLogger("ampkit.data")
 
@@ -197,10 +197,12 @@ class BatchReader:
             where = {it.pos: (int(it.entry["bin"][0]), int(it.entry["bin"][1])) for it in group}
             jsons = {it.pos: (int(it.entry["json"][0]), int(it.entry["json"][1])) for it in group}
         else:
-            got = self._pread(fd, shard, group, skipped)
-            if got is None:
+            try:
+                buf, where, jsons = read_group(fd, group, self._buffer)
+            except (OSError, ValueError) as err:
+                for it in group:
+                    self._damaged(shard, it, f"cannot read sample bytes ({err})", skipped)
                 return
-            buf, where, jsons = got
         for it in group:
             b0, bn = where[it.pos]
             j0, jn = jsons[it.pos]
@@ -235,29 +237,3 @@ class BatchReader:
         if why is not None:
             fill.drop(it.pos)
             self._damaged(shard, it, why, skipped)
-
-    def _pread(
-        self, fd: int, shard: int, group: list[Wanted], skipped: dict[int, str]
-    ) -> tuple[np.ndarray, dict[int, tuple[int, int]], dict[int, tuple[int, int]]] | None:
-        """``group``'s bytes read into the reused buffer: ``(buffer, .bin spans, .json spans)`` by row; None: damaged."""
-        if len(group) == 1 and not group[0].compact:  # bin and JSON far apart: two reads
-            (b_off, b_len), (j_off, j_len) = group[0].entry["bin"], group[0].entry["json"]
-            buf = self._buffer(b_len + j_len)
-            where = {group[0].pos: (0, b_len)}
-            jsons = {group[0].pos: (b_len, j_len)}
-            reads = [(b_off, 0, b_len), (j_off, b_len, j_len)]
-        else:
-            lo, hi = group[0].lo, max(it.hi for it in group)
-            buf = self._buffer(hi - lo)
-            where = {it.pos: (int(it.entry["bin"][0]) - lo, int(it.entry["bin"][1])) for it in group}
-            jsons = {it.pos: (int(it.entry["json"][0]) - lo, int(it.entry["json"][1])) for it in group}
-            reads = [(lo, 0, hi - lo)]
-        try:
-            view = memoryview(buf)  # type: ignore[arg-type]
-            for off, at, n in reads:
-                pread_into(fd, view[at : at + n], off)
-        except (OSError, ValueError) as err:
-            for it in group:
-                self._damaged(shard, it, f"cannot read sample bytes ({err})", skipped)
-            return None
-        return buf, where, jsons

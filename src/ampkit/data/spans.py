@@ -9,7 +9,10 @@ one read (up to :data:`GROUP` bytes) into a reused buffer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 GAP = 1 << 16
 """Samples closer than this in a shard are read with one ``preadv`` (the gap is read and ignored)."""
@@ -65,3 +68,29 @@ def groups(items: list[Wanted]) -> list[list[Wanted]]:
             out.append([it])
             lo, hi = it.lo, it.hi
     return out
+
+
+Spans = dict[int, tuple[int, int]]
+"""Row -> (start, size) of a sample's ``.bin`` or ``.json`` bytes in the read buffer."""
+
+
+def read_group(
+    fd: int, group: list[Wanted], buffer: Callable[[int], np.ndarray]
+) -> tuple[np.ndarray, Spans, Spans]:
+    """``group``'s bytes (one run of :func:`groups`) read into ``buffer(n)``: ``(buffer, .bin spans,
+    .json spans)`` by row. OSError or ValueError (a short read) when the file cannot give them."""
+    if len(group) == 1 and not group[0].compact:  # bin and JSON far apart: two reads
+        (b_off, b_len), (j_off, j_len) = group[0].entry["bin"], group[0].entry["json"]
+        buf = buffer(b_len + j_len)
+        where, jsons = {group[0].pos: (0, b_len)}, {group[0].pos: (b_len, j_len)}
+        reads = [(b_off, 0, b_len), (j_off, b_len, j_len)]
+    else:
+        lo, hi = group[0].lo, max(it.hi for it in group)
+        buf = buffer(hi - lo)
+        where = {it.pos: (int(it.entry["bin"][0]) - lo, int(it.entry["bin"][1])) for it in group}
+        jsons = {it.pos: (int(it.entry["json"][0]) - lo, int(it.entry["json"][1])) for it in group}
+        reads = [(lo, 0, hi - lo)]
+    view = memoryview(buf)  # type: ignore[arg-type]
+    for off, at, n in reads:
+        pread_into(fd, view[at : at + n], off)
+    return buf, where, jsons
