@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -150,7 +151,12 @@ def test_an_empty_file_is_read_without_a_mapping(tmp_path: Path) -> None:
     assert files.view(0) is None
 
 
-@pytest.mark.parametrize("bad", [-1, True, 1.5, "4G", None])
+def test_map_bytes_takes_numpy_integers(shards: Path) -> None:
+    ds = IndexedShards(shards, map_bytes=np.int64(1 << 20))
+    assert ds.reader._files.map_bytes == 1 << 20 and type(ds.reader._files.map_bytes) is int
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "4G", None, np.int64(-1), np.float64(4.0)])
 def test_map_bytes_refuses_what_is_not_a_byte_count(shards: Path, bad: object) -> None:
     with pytest.raises(UsageError, match=r"map_bytes=.*valid: an int >= 0"):
         IndexedShards(shards, map_bytes=bad)  # type: ignore[arg-type]
@@ -226,3 +232,116 @@ def test_a_forked_process_starts_its_own_helper(shards: Path, monkeypatch: pytes
         os.kill(pid, 9)
     os.waitpid(pid, 0)
     assert ready and os.read(r, 1) == b"1"
+
+
+def _manifest_edit(directory: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        for entry in shard["samples"]:
+            edit(entry)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("map_bytes", [0, MAP_BYTES])
+def test_a_null_checksum_is_no_checksum_and_the_shard_hash_decides(
+    shards: Path, tmp_path: Path, map_bytes: int
+) -> None:
+    damaged = Path(shutil.copytree(shards, tmp_path / "d"))
+    _manifest_edit(damaged, lambda e: e.update(xxh3=None))
+    shard = _flip(damaged, "000000006")
+    with pytest.raises(ShardError, match=rf"{shard}, sample 0000000\d\d: shard sha256 mismatch; no checksum"):
+        IndexedShards(damaged, map_bytes=map_bytes)[6]
+
+
+def test_an_interrupted_shard_hash_is_done_again(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ampkit.data import batchread
+
+    damaged = Path(shutil.copytree(shards, tmp_path / "d"))
+    _manifest_edit(damaged, lambda e: e.pop("xxh3"))  # only the shard's sha256 can tell
+    _flip(damaged, "000000006")
+    real, calls = batchread.file_sha256, []
+
+    def interrupted_once(path: Path) -> str:
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(batchread, "file_sha256", interrupted_once)
+    ds = IndexedShards(damaged)
+    with pytest.raises(KeyboardInterrupt):
+        ds[6]
+    with pytest.raises(ShardError, match="shard sha256 mismatch"):
+        ds[6]
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("map_bytes", [0, MAP_BYTES])
+def test_threads_sharing_one_dataset_get_their_own_samples(shards: Path, map_bytes: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = IndexedShards(shards, map_bytes=0).get_batch(list(range(N)))["x"].clone()
+    ds = IndexedShards(shards, map_bytes=map_bytes)
+
+    def read(k: int) -> bool:
+        i = (k * 7) % N
+        batch = ds.get_batch([i, (i + 5) % N]) if k % 2 else ds[i]
+        return all(torch.equal(row, want[int(j)]) for row, j in zip(batch["x"], batch["index"], strict=True))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(read, range(400)))
+
+
+def test_a_fifo_in_a_shards_place_is_a_named_damage_not_a_hang(shards: Path, tmp_path: Path) -> None:
+    import signal
+
+    damaged = Path(shutil.copytree(shards, tmp_path / "d"))
+    name = load_manifest(damaged)["shards"][1]["name"]
+    (damaged / name).unlink()
+    os.mkfifo(damaged / name)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("the reader waited on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(
+            ShardError, match=rf"{name}, sample 000000004: cannot open shard \(not a regular file"
+        ):
+            IndexedShards(damaged)[4]
+        got = IndexedShards(damaged, on_error="skip").get_batch([3, 4, 8])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert got["key"] == ["000000003", "000000008"] and got["skipped"] == ["000000004"]
+
+
+def test_one_helper_thread_per_process_holding_no_mapping(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import threading
+    import time
+
+    mine = Path(shutil.copytree(shards, tmp_path / "mine"))  # no other test's dataset maps these
+    monkeypatch.setattr(checkahead, "MIN_BYTES", 0)
+    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
+    for _ in range(10):
+        ds = IndexedShards(mine)
+        ds[5]
+        ds.close()
+        del ds
+    assert sum(t.name == "ampkit-checksum" for t in threading.enumerate()) == 1
+    maps = Path(f"/proc/{os.getpid()}/maps")
+    if maps.exists():  # the helper keeps no view of a closed dataset's files alive
+        for _ in range(50):  # (a check the caller stopped waiting for may still be finishing)
+            gc.collect()
+            if str(mine) not in maps.read_text():
+                break
+            time.sleep(0.02)
+        assert str(mine) not in maps.read_text()

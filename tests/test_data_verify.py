@@ -79,6 +79,39 @@ def test_shards_with_per_sample_sha256_are_checked_with_it(clean: Path, tmp_path
     assert len(problems) == 2 and problems[1].startswith(f"{shard}: sha256 differs")
 
 
+@pytest.mark.parametrize("kind", ["xxh3", "none"])
+def test_a_sample_without_a_checksum_of_its_own_is_not_called_intact(
+    clean: Path, tmp_path: Path, kind: str
+) -> None:
+    """A ``null`` checksum (or none) records nothing: a changed shard cannot clear such a sample."""
+    out, shard, key = _copy_flipped(clean, tmp_path, shard=1, where="bin")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for e in manifest["shards"][1]["samples"]:
+        if kind == "none":
+            del e["xxh3"]
+        else:
+            e["xxh3"] = None
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_shards(out)
+    problems = [str(p) for p in report.problems]
+    assert (
+        f"{shard} key {key}: no checksum of its own, and the shard's sha256 differs: cannot be cleared"
+        in problems
+    )
+    assert not any("all samples intact" in p for p in problems) and report.failed == 2 and report.samples == 2
+
+
+def test_a_fifo_in_a_shards_place_is_named_not_waited_on(clean: Path, tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    (out / "shard-000001.tar").unlink()
+    os.mkfifo(out / "shard-000001.tar")
+    problems = [str(p) for p in verify_shards(out).problems]
+    assert problems == ["shard-000001.tar: not a regular file (a folder, FIFO, device or broken link)"]
+
+
 def test_flipped_byte_in_tar_header_names_shard(clean: Path, tmp_path: Path) -> None:
     out, shard, _ = _copy_flipped(clean, tmp_path, shard=0, where="header")
     report = verify_shards(out)

@@ -1,7 +1,7 @@
 """``ampkit verify-shards DIR``: check every sample's checksum and every shard's sha256, decode every sample.
 
-Every sample's bytes are checked against the CRC-32C its index entry records (sha256 in shards
-written before CRC-32C) and every shard file against the sha256 the manifest records.
+Every sample's bytes are checked against the XXH3 its index entry records (CRC-32C or sha256 in
+shards written by earlier versions) and every shard file against the sha256 the manifest records.
 
 Exit codes:
   0  every listed shard is present, its size and sha256 match, every sample's checksum matches

@@ -12,6 +12,7 @@ main process, shared with it from DataLoader workers). Damaged samples are raise
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +89,7 @@ class BatchReader:
         self._buf = np.empty(0, np.uint8)
         self._hashed: dict[int, dict[str, str]] = {}  # shard -> damaged keys found by its file hash
         self._warned: set[str] = set()
+        self._lock = threading.Lock()  # one batch at a time: threads share the buffer and the files
 
     def __getstate__(self) -> dict[str, Any]:
         # descriptors and buffers stay in their process; another process opens its own
@@ -99,11 +101,17 @@ class BatchReader:
             _hashed={},
             _warned=set(),
         )
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Close the shard files this process holds."""
-        self._files.close()
+        with self._lock:
+            self._files.close()
 
     def _buffer(self, n: int) -> np.ndarray:
         if len(self._buf) < n:
@@ -117,14 +125,15 @@ class BatchReader:
             info = self.shards.shards[shard]
             # entries without a checksum of their own (hand-made indexes) fall back to the file's
             legacy = self.verify != "off" and not all(has_checksum(e) for e in info["samples"])
-            self._hashed[shard] = {}
             if (self.verify == "shard" or legacy) and file_sha256(self.shards.path(shard)) != info["sha256"]:
                 damaged = scan_shard(self.shards.path(shard), info["samples"])
                 for e in info["samples"]:  # nothing can clear a sample without a checksum of its own
                     if not has_checksum(e):
                         damaged.setdefault(e["key"], "no checksum of its own to clear it")
-                self._hashed[shard] = damaged
+                self._hashed[shard] = damaged  # only once the check is done: an interrupted one runs again
                 shard_damage(info["name"], damaged, self.on_error)
+            else:
+                self._hashed[shard] = {}
         return fd, size
 
     def _damaged(self, shard: int, item: Wanted, reason: str, skipped: dict[int, str]) -> None:
@@ -151,14 +160,15 @@ class BatchReader:
             by_shard.setdefault(shard, []).append(items[-1])
         fill = Fill(self, len(items))
         skipped: dict[int, str] = {}
-        try:
-            for shard in sorted(by_shard):
-                self._read_shard(shard, by_shard[shard], fill, skipped)
-            return fill.finish(items, skipped)
-        except BaseException:
-            if fill.out is not None:  # a worker's pooled segment that will never be sent
-                self.pool.give_back(fill.out)
-            raise
+        with self._lock:  # a batch reads into the one buffer, checks it, then widens it
+            try:
+                for shard in sorted(by_shard):
+                    self._read_shard(shard, by_shard[shard], fill, skipped)
+                return fill.finish(items, skipped)
+            except BaseException:
+                if fill.out is not None:  # a worker's pooled segment that will never be sent
+                    self.pool.give_back(fill.out)
+                raise
 
     def _read_shard(self, shard: int, items: list[Wanted], fill: Fill, skipped: dict[int, str]) -> None:
         try:

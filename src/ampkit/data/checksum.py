@@ -28,7 +28,7 @@ from typing import Any
 import crc32c as _crc32c
 import xxhash as _xxhash
 
-__all__ = ["KINDS", "crc32c", "crc_hex", "mismatch", "sample_check", "sample_crc", "sample_xxh3"]
+__all__ = ["KINDS", "crc32c", "crc_hex", "mismatch", "recorded", "sample_check", "sample_crc", "sample_xxh3"]
 
 KINDS: tuple[str, ...] = ("xxh3", "crc32c", "sha256")
 """Per-sample checksum fields an index entry may carry, fastest first (new shards: ``xxh3``)."""
@@ -56,14 +56,26 @@ def crc_hex(value: int) -> str:
     return f"{value:08x}"
 
 
+def recorded(entry: dict[str, Any]) -> str | None:
+    """The checksum an index entry records (first of :data:`KINDS` with a value), None when none.
+
+    A field that is present but ``null`` records nothing: such an entry has no checksum of its own
+    (readers then fall back to the shard's sha256), never a check that passes by being skipped.
+    """
+    for kind in KINDS:
+        if entry.get(kind) is not None:
+            return kind
+    return None
+
+
 def sample_check(entry: dict[str, Any]) -> str:
     """Which checksum an index entry carries: ``"xxh3"``, ``"crc32c"`` or ``"sha256"`` (first of :data:`KINDS`).
 
     Raises ``ValueError`` when it carries none (a malformed entry).
     """
-    for kind in KINDS:
-        if kind in entry:
-            return kind
+    kind = recorded(entry)
+    if kind is not None:
+        return kind
     raise ValueError(f"sample {entry.get('key')}: index entry has none of {', '.join(KINDS)}")
 
 
@@ -82,12 +94,11 @@ def mismatch(bin_bytes: Any, json_bytes: Any, entry: dict[str, Any]) -> str | No
 
     None also when the entry records no checksum at all (the caller decides what that means).
     """
-    for kind in KINDS:
-        want = entry.get(kind)
-        if want is None:
-            continue
+    kind = recorded(entry)
+    if kind is not None:
+        want = entry[kind]
         got = _digest(kind, bin_bytes, json_bytes)
-        if got == want:
+        if got == (want.lower() if kind == "xxh3" and isinstance(want, str) else want):
             return None
         if kind == "crc32c":
             got, want = crc_hex(got), crc_hex(int(want))

@@ -88,8 +88,9 @@ class IndexedShards(Dataset[dict[str, Any]]):
         map_bytes: int = MAP_BYTES,
     ):
         check_options(on_error, verify)
-        if isinstance(map_bytes, bool) or not isinstance(map_bytes, int) or map_bytes < 0:
+        if isinstance(map_bytes, bool) or not isinstance(map_bytes, int | np.integer) or map_bytes < 0:
             raise UsageError(f"map_bytes={map_bytes!r}; valid: an int >= 0 (0 reads every sample with pread)")
+        map_bytes = int(map_bytes)
         self.shards = ShardSet.open(directory)
         """The manifest view."""
         self.preprocess = preprocess or PreprocessConfig()

@@ -19,7 +19,7 @@ import numpy as np
 SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
 """Matches final shard file names and captures the shard number."""
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_XXH3_RE = re.compile(r"^[0-9a-f]{16}$")
+_XXH3_RE = re.compile(r"^[0-9a-fA-F]{16}$")
 _SOURCE_KINDS = "iuf"
 """numpy dtype kinds a source may have had (integer, unsigned, float)."""
 STORED_ITEMSIZE = {"float16": 2, "bfloat16": 2, "int16": 2}
@@ -89,7 +89,7 @@ def entry(value: Any, where: str) -> dict[str, Any]:
         raise ValueError(f"{where}.sha256 is {digest!r}, not a hex sha256")
     xxh3 = e.get("xxh3")
     if xxh3 is not None and not (isinstance(xxh3, str) and _XXH3_RE.match(xxh3)):
-        raise ValueError(f"{where}.xxh3 is {xxh3!r}, not an XXH3 (16 lowercase hex digits)")
+        raise ValueError(f"{where}.xxh3 is {xxh3!r}, not an XXH3 (16 hex digits)")
     crc = e.get("crc32c")
     if crc is not None and (type(crc) is not int or not 0 <= crc < 1 << 32):
         raise ValueError(f"{where}.crc32c is {crc!r}, not a CRC-32C (integer in [0, 2**32))")

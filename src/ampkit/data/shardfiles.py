@@ -13,15 +13,21 @@ process's RSS once touched. A file that cannot be mapped (empty, or a file syste
 
 Reading a page of a mapped file that has since shrunk raises SIGBUS, which no Python code can
 catch. :meth:`ShardFiles.get` therefore compares a mapped file's size with the size it mapped on
-every use (one ``fstat``) and reopens a file that changed, so the reader's size checks see the
-truncation and name the samples it cut off. Only a truncation in the microseconds between that
-check and the read is not caught.
+every use (one ``fstat`` per shard and batch) and reopens a file that changed, so a shard cut
+short *between* reads has the samples it lost named, like any truncated shard. A shard truncated
+in place *while* a sample is being read from it (``cp new.tar shard-000003.tar`` during
+training: ``cp`` truncates the file it overwrites) still kills the reading process with SIGBUS.
+``ampkit convert`` never does that (it writes a temporary file and renames it, and a mapped file
+that is replaced keeps its old contents for the reader); for shards that other tools may rewrite
+in place, pass ``map_bytes=0`` (``pread``: such a read is a named damaged sample instead).
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -62,9 +68,13 @@ class ShardFiles:
             if len(self._open) > 1:
                 self._open.move_to_end(shard)
             return got.fd, got.size
-        fd = os.open(path(shard), os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path(shard), flags)  # non-blocking: a FIFO in a shard's place must not hang the open
         try:
-            got = _Open(fd, os.fstat(fd).st_size)
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file (a folder, FIFO, device or socket)")
+            got = _Open(fd, info.st_size)
         except OSError:
             os.close(fd)
             raise

@@ -2,8 +2,8 @@
 
 Checks run against the manifest: a shard that is missing, unlisted, of another size or whose
 whole-file sha256 (recorded at conversion, for provenance) differs is a problem; inside a shard
-each sample's bytes are compared with the checksum its index entry records (CRC-32C, or sha256
-in shards written before CRC-32C), so a flipped byte is pinned to a sample key when it lies in sample data;
+each sample's bytes are compared with the checksum its index entry records (XXH3; CRC-32C or
+sha256 in shards written by earlier versions), so a flipped byte is pinned to a sample key when it lies in sample data;
 its JSON is parsed and its ``.bin`` decoded. The tar structure is read once with ``tarfile`` to
 catch damaged headers. Without a usable manifest (missing, not JSON, malformed) that is itself a
 problem, and each shard is checked against its own ``__index__`` member instead.
@@ -14,6 +14,7 @@ the file it points into first (:func:`ampkit.data.format.read_member`).
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .checksum import mismatch, sample_check
+from .checksum import mismatch, recorded, sample_check
 from .folder import ShardFolder, open_folder
 from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
 from .schema import checked_sample
@@ -119,7 +120,14 @@ def _check_shard(
     """Check one shard's samples, tar structure and (with a manifest entry ``listed``) size and sha256."""
     name = path.name
     if not path.is_file():
-        report.problems.append(Problem(name, None, "missing"))
+        exists = os.path.lexists(path)
+        report.problems.append(
+            Problem(
+                name,
+                None,
+                "not a regular file (a folder, FIFO, device or broken link)" if exists else "missing",
+            )
+        )
         report.failed += len(entries)
         return
     size = path.stat().st_size
@@ -138,6 +146,12 @@ def _check_shard(
     if why:
         report.problems.append(Problem(name, None, why))
     if listed is not None and file_sha256(path) != listed["sha256"]:
+        for entry in entries:  # the file changed and nothing of their own clears these samples
+            if recorded(entry) is None:
+                why = "no checksum of its own, and the shard's sha256 differs: cannot be cleared"
+                report.problems.append(Problem(name, entry["key"], why))
+                report.failed += 1
+                report.samples -= 1
         pinned = len(report.problems) > bad_before
         detail = "" if pinned else " (all samples intact: damage in tar headers, padding or index)"
         report.problems.append(Problem(name, None, f"sha256 differs from the manifest{detail}"))
