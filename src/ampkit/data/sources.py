@@ -1,7 +1,7 @@
 """Input discovery and loading for ``convert``: ``.npz``/``.npy`` files or folders, with metadata.
 
 Per-sample metadata comes from 0-d arrays inside an ``.npz`` (``slope``, ``intercept``, anything
-else) and from a JSON sidecar next to the file (``vol.npz`` -> ``vol.json``); the sidecar wins.
+else) and from a JSON sidecar next to the file (``vol.npz`` -> ``vol.json``, :mod:`.sidecar`); the sidecar wins.
 ``slope``/``intercept`` (also DICOM's ``RescaleSlope``/``RescaleIntercept``) become top-level
 fields of the sample JSON, the rest goes to its ``meta``.
 
@@ -24,15 +24,10 @@ import numpy as np
 from ..errors import UsageError
 from . import schema
 from .scratch import Scratch, empty
+from .sidecar import SCALE_KEYS, plain, read_sidecar
 
 SUFFIXES = (".npz", ".npy")
 """Input file types."""
-_SCALE_KEYS = {
-    "slope": "slope",
-    "rescaleslope": "slope",
-    "intercept": "intercept",
-    "rescaleintercept": "intercept",
-}
 _ARRAY_KINDS = "iuf"
 """dtype kinds that can be stored: signed and unsigned integers, real floats."""
 _META_KINDS = "biufU"
@@ -99,7 +94,7 @@ def _check_meta(label: str, name: str, dtype: np.dtype) -> None:
         raise UsageError(
             f"{label}: metadata member {name!r} has dtype {what}; valid: 0-d numbers, booleans or strings"
         )
-    if name.lower() in _SCALE_KEYS and dtype.kind not in "iuf":
+    if name.lower() in SCALE_KEYS and dtype.kind not in "iuf":
         raise UsageError(f"{label}: {name} has dtype {dtype}; valid: a number")
 
 
@@ -112,7 +107,7 @@ def _npz_source(path: Path, label: str, array_key: str | None) -> Source:
                 with zf.open(info) as fp:
                     shape, dtype, need = _header(fp)
                     _check_length(f"{label} member {name!r}", info.file_size - fp.tell(), need)
-                    if not shape and name.lower() in _SCALE_KEYS and dtype.kind in "iuf":
+                    if not shape and name.lower() in SCALE_KEYS and dtype.kind in "iuf":
                         value = np.frombuffer(fp.read(dtype.itemsize), dtype)[0]
                         if not math.isfinite(float(value)):
                             raise UsageError(f"{label}: {name} is {value}; valid: a finite number")
@@ -187,53 +182,6 @@ def discover(paths: list[str], array_key: str | None = None) -> list[Source]:
     return sources
 
 
-SIDECAR_MAX_BYTES = 1 << 20
-"""Largest JSON sidecar read (it goes into the sample's JSON, parsed on every read of the sample)."""
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The JSON sidecar of ``path`` (``vol.npz`` -> ``vol.json``) as a dict, ``{}`` when there is none.
-
-    It must be a JSON object whose ``slope``/``intercept`` (any spelling in ``_SCALE_KEYS``)
-    are finite numbers; anything else is a :class:`UsageError` naming the file.
-    """
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():  # a regular file (a FIFO or device beside the volume is not read)
-        return {}
-    valid = 'valid: a JSON object such as {"slope": 1.0, "intercept": -1024, "label": 2}'
-    try:
-        with open(sidecar, "rb") as fh:  # every sample's JSON carries it: a few KiB, not a log file
-            data = fh.read(SIDECAR_MAX_BYTES + 1)
-        if len(data) > SIDECAR_MAX_BYTES:
-            raise UsageError(
-                f"{sidecar}: more than {SIDECAR_MAX_BYTES >> 20} MiB of metadata, which every sample's "
-                f"JSON would carry; {valid} (at most {SIDECAR_MAX_BYTES >> 20} MiB)"
-            )
-        found = schema.parse_json(data, str(sidecar))
-    except OSError as err:
-        raise UsageError(f"{sidecar}: cannot read the sidecar ({err.strerror or err})") from None
-    except ValueError as err:
-        raise UsageError(f"{err}; {valid}") from None
-    if not isinstance(found, dict):
-        raise UsageError(f"{sidecar}: a JSON {type(found).__name__}, not an object; {valid}")
-    for name, value in found.items():
-        if name.lower() in _SCALE_KEYS:
-            try:
-                schema.number(value, name)
-            except ValueError as err:
-                raise UsageError(f"{sidecar}: {err}; valid: a JSON number such as 1.0") from None
-    return found
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-serialisable form of an npz scalar or sidecar value."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def read_array(fp: Any, scratch: Scratch | None = None) -> np.ndarray:
     """The array of a ``.npy`` stream (a file or an ``.npz`` member), read straight into its memory.
 
@@ -268,13 +216,13 @@ def load(source: Source, scratch: Scratch | None = None) -> tuple[np.ndarray, fl
                 array = read_array(fp, scratch)
             for name in source.meta_keys:
                 with zf.open(f"{name}.npy") as fp:
-                    found[name] = _plain(read_array(fp)[()])
+                    found[name] = plain(read_array(fp)[()])
     found.update(read_sidecar(path))
     scale = {"slope": 1.0, "intercept": 0.0}
     meta: dict[str, Any] = {}
     for name, value in found.items():
-        if name.lower() in _SCALE_KEYS:
-            scale[_SCALE_KEYS[name.lower()]] = schema.number(value, name)
+        if name.lower() in SCALE_KEYS:
+            scale[SCALE_KEYS[name.lower()]] = schema.number(value, name)
         else:
-            meta[name] = _plain(value)
+            meta[name] = plain(value)
     return array, scale["slope"], scale["intercept"], meta
