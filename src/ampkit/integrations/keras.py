@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from ..precision import INITIAL_LOSS_SCALE, MODES, PrecisionError, canonical_mode
-from ..precision.resolve import from_env, study_mode
+from ..precision.env_mode import from_env, study_mode
 
 if "keras" not in sys.modules:  # keras reads its backend once, at its first import
     os.environ.setdefault("KERAS_BACKEND", "torch")

@@ -24,6 +24,7 @@ from ..script_log import record_precision
 from ..warn import warn
 from .aliases import PrecisionError, canonical_mode
 from .device import usable_device
+from .env_mode import from_env, study_conflict, study_mode
 from .fit import check_fit
 from .fp8 import convert_to_fp8, count_fp8
 from .keep_fp32 import (
@@ -37,7 +38,7 @@ from .keep_fp32 import (
 from .keep_report import unmatched_message
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
 from .qat import convert_int8, describe_quant, prepare_qat
-from .resolve import from_env, request_from_args, resolve, study_conflict, study_mode
+from .resolve import request_from_args, resolve
 from .tensors import floating_dtypes, prepare_tensors
 
 F = TypeVar("F", bound=Callable[..., Any])
