@@ -345,3 +345,25 @@ def test_one_helper_thread_per_process_holding_no_mapping(
                 break
             time.sleep(0.02)
         assert str(mine) not in maps.read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_while_another_thread_reads_leaves_the_child_free_to_read(shards: Path) -> None:
+    """A DataLoader forks its workers from the main thread; another thread may be inside a read
+    (holding the dataset's lock) at that moment: the child must not inherit the held lock."""
+    import select
+
+    ds = IndexedShards(shards)
+    want = ds[3]["x"].clone()
+    r, w = os.pipe()
+    with ds.reader._lock:  # as if another thread were mid-read when the fork happened
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (child)
+            os.write(w, b"1" if torch.equal(ds[3]["x"], want) else b"0")
+            os._exit(0)
+    os.close(w)
+    ready = select.select([r], [], [], 60)[0]
+    if not ready:
+        os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    assert ready and os.read(r, 1) == b"1"

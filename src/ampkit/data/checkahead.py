@@ -77,6 +77,17 @@ starts its own; the parent's thread does not exist there)."""
 _HELPER_LOCK = threading.Lock()
 
 
+def _forget_after_fork() -> None:
+    """A forked child has no helper thread, and its copy of the lock may be held by a thread that is gone."""
+    global _HELPER_LOCK
+    _HELPER_LOCK = threading.Lock()
+    _HELPER.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _jobs() -> queue.SimpleQueue[_Job]:
     pid = os.getpid()
     with _HELPER_LOCK:
