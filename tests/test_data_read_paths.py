@@ -357,6 +357,7 @@ def test_a_fork_while_another_thread_reads_leaves_the_child_free_to_read(shards:
     want = ds[3]["x"].clone()
     r, w = os.pipe()
     with ds.reader._lock:  # as if another thread were mid-read when the fork happened
+        assert ds.reader._lock.held()
         pid = os.fork()
         if pid == 0:  # pragma: no cover (child)
             os.write(w, b"1" if torch.equal(ds[3]["x"], want) else b"0")

@@ -12,9 +12,6 @@ main process, shared with it from DataLoader workers). Damaged samples are raise
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +22,7 @@ from ..errors import UsageError
 from .batchfill import Fill
 from .batchmem import OutputPool
 from .checkahead import CheckAhead
+from .forklock import ForkSafeLock
 from .format import file_sha256
 from .preprocess import PreprocessConfig
 from .samples import (
@@ -67,20 +65,6 @@ def resolve_output(output_dtype: str | None, cfg: PreprocessConfig) -> str:
     return output_dtype
 
 
-_READERS: weakref.WeakSet[BatchReader] = weakref.WeakSet()
-"""Every reader of this process, so that a forked child gets free locks."""
-
-
-def _unlock_after_fork() -> None:
-    """In a forked child only the forking thread lives on: a lock another thread held is free again."""
-    for reader in list(_READERS):
-        reader._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_unlock_after_fork)
-
-
 class BatchReader:
     """Builds batch dicts from global sample indices (one per dataset copy, i.e. per process)."""
 
@@ -105,8 +89,7 @@ class BatchReader:
         self._buf = np.empty(0, np.uint8)
         self._hashed: dict[int, dict[str, str]] = {}  # shard -> damaged keys found by its file hash
         self._warned: set[str] = set()
-        self._lock = threading.Lock()  # one batch at a time: threads share the buffer and the files
-        _READERS.add(self)
+        self._lock = ForkSafeLock()  # one batch at a time: threads share the buffer and the files
 
     def __getstate__(self) -> dict[str, Any]:
         # descriptors and buffers stay in their process; another process opens its own
@@ -118,13 +101,7 @@ class BatchReader:
             _hashed={},
             _warned=set(),
         )
-        del state["_lock"]
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        _READERS.add(self)
 
     def close(self) -> None:
         """Close the shard files this process holds."""

@@ -27,6 +27,7 @@ import threading
 from typing import Any
 
 from .checksum import mismatch
+from .forklock import ForkSafeLock
 
 MIN_BYTES = 1 << 18
 """Smallest sample checked on the helper thread (below, handing it over costs more than it saves)."""
@@ -74,18 +75,7 @@ def _take(job: _Job) -> None:
 _HELPER: dict[int, queue.SimpleQueue[_Job]] = {}
 """This process's helper thread, by pid: one per process, shared by every dataset (a forked child
 starts its own; the parent's thread does not exist there)."""
-_HELPER_LOCK = threading.Lock()
-
-
-def _forget_after_fork() -> None:
-    """A forked child has no helper thread, and its copy of the lock may be held by a thread that is gone."""
-    global _HELPER_LOCK
-    _HELPER_LOCK = threading.Lock()
-    _HELPER.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+_HELPER_LOCK = ForkSafeLock()
 
 
 def _jobs() -> queue.SimpleQueue[_Job]:
