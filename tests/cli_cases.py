@@ -32,6 +32,18 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def outside(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A setup making ``{tmp}-x/<name>`` beside the test's folder: a dangling link, a loop or a FIFO
+    cannot sit inside it (the row's snapshot of the folder reads every file)."""
+
+    def setup(tmp: Path) -> None:
+        where = Path(f"{tmp}-x")
+        where.mkdir(exist_ok=True)
+        make(where / name)
+
+    return setup
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file and ``"<dir>"`` for every folder under ``root``."""
     out: dict[str, str] = {}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_cases import Case, params, run_case
+from cli_cases import Case, outside, params, run_case
 
 BASE = ["compare", "--device", "cpu", "--size", "small", "--steps", "3", "--warmup-steps", "1",
         "--precisions", "fp32", "--out", "{tmp}/study"]  # fmt: skip
@@ -327,18 +327,6 @@ CASES = [
 # fmt: on
 
 CPUS = os.cpu_count() or 1
-
-
-def outside(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
-    """A setup making ``{tmp}-x/<name>`` beside the test's folder (a FIFO or a broken link inside
-    it would trip the row's snapshot, which reads every file)."""
-
-    def setup(tmp: Path) -> None:
-        where = Path(f"{tmp}-x")
-        where.mkdir(exist_ok=True)
-        make(where / name)
-
-    return setup
 
 
 def too_big(path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_cases import Case, params, run_case
+from cli_cases import Case, outside, params, run_case
 
 from ampkit.cli import main
 from ampkit.engine.launch import LaunchError
@@ -264,18 +264,6 @@ def _out_rows() -> list[Case]:
 
 CPUS = os.cpu_count() or 1
 SMALL = [*TRAIN[:-2], "--device", "cpu"]  # TRAIN without --out: rows add their own
-
-
-def outside(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
-    """A setup making ``{tmp}-x/<name>`` beside the test's folder: a dangling link, a loop or a FIFO
-    cannot sit inside it (the row's snapshot of the folder reads every file)."""
-
-    def setup(tmp: Path) -> None:
-        where = Path(f"{tmp}-x")
-        where.mkdir(exist_ok=True)
-        make(where / name)
-
-    return setup
 
 
 def dangling(path: Path) -> None:
