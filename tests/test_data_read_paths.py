@@ -315,6 +315,10 @@ def test_a_fifo_in_a_shards_place_is_a_named_damage_not_a_hang(shards: Path, tmp
         ):
             IndexedShards(damaged)[4]
         got = IndexedShards(damaged, on_error="skip").get_batch([3, 4, 8])
+        (damaged / name).unlink()
+        (damaged / name).mkdir()  # a folder in its place: named too
+        with pytest.raises(ShardError, match=rf"{name}, sample 000000004: cannot open shard \(is a folder\)"):
+            IndexedShards(damaged)[4]
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)

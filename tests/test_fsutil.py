@@ -52,3 +52,40 @@ def test_stale_temps_of_one_name_are_removed(tmp_path: Path) -> None:
     removed = fsutil.remove_stale_temps(tmp_path, "last.pt")
     assert sorted(p.name for p in removed) == [".last.pt.abc.tmp", ".last.pt.def.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.x.tmp", "last.pt"]
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "pipe")
+    return tmp / "pipe"
+
+
+def _folder(tmp: Path) -> Path:
+    (tmp / "dir").mkdir()
+    return tmp / "dir"
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (_folder, IsADirectoryError, "is a folder"),
+        (_fifo, OSError, "not a regular file (a device, FIFO or socket)"),  # returns at once, reads nothing
+        (lambda tmp: Path("/dev/null"), OSError, "not a regular file (a device, FIFO or socket)"),
+        (lambda tmp: tmp / "missing", FileNotFoundError, "No such file"),
+    ],
+)
+def test_open_regular_refuses_what_is_not_a_regular_file(make, error, words, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    before = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").is_dir() else None
+    with pytest.raises(error) as caught:
+        fsutil.open_regular(make(tmp_path))
+    assert words in str(caught.value)
+    if before is not None:  # the descriptor of a refused file is closed again
+        assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_open_regular_gives_the_descriptor_and_size(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    fd, info = fsutil.open_regular(tmp_path / "f")
+    try:
+        assert info.st_size == 5 and os.pread(fd, 5, 0) == b"12345"
+    finally:
+        os.close(fd)

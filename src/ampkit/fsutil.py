@@ -1,9 +1,13 @@
-"""Durable file operations: every file ampkit writes goes through :func:`write_atomic` or
-:func:`save_atomic`-style temp-then-rename, so a full disk or a kill never leaves a torn file."""
+"""File operations. Durable writes: every file ampkit writes goes through :func:`write_atomic` or
+:func:`save_atomic`-style temp-then-rename, so a full disk or a kill never leaves a torn file.
+Safe opens: :func:`open_regular` opens a file a user named (or a shard in a folder a user handed
+over) without ever blocking on a FIFO or reading a device."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,3 +88,25 @@ def remove_stale_temps(directory: str | os.PathLike[str], name: str) -> list[Pat
         except OSError:
             pass
     return removed
+
+
+def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """``(descriptor, fstat)`` of the regular file ``path``, opened read-only.
+
+    The open is non-blocking, so a FIFO in the file's place neither blocks it nor is read, and the
+    check is ``fstat`` on that very descriptor: ``IsADirectoryError`` ("is a folder") for a folder,
+    ``OSError`` EINVAL ("not a regular file (a device, FIFO or socket)") for anything else that is
+    not a regular file; the descriptor is closed then. Other failures are ``open``'s own OSError.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", os.fspath(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)", os.fspath(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info

@@ -24,15 +24,15 @@ in place, pass ``map_bytes=0`` (``pread``: such a read is a named damaged sample
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
-import stat
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from ..fsutil import open_regular
 
 MAP_BYTES = 4 << 30
 """Default of ``IndexedShards(map_bytes=...)``: bytes of shard files one process maps at most."""
@@ -68,17 +68,8 @@ class ShardFiles:
             if len(self._open) > 1:
                 self._open.move_to_end(shard)
             return got.fd, got.size
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path(shard), flags)  # non-blocking: a FIFO in a shard's place must not hang the open
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise OSError(errno.EINVAL, "not a regular file (a folder, FIFO, device or socket)")
-            got = _Open(fd, info.st_size)
-        except OSError:
-            os.close(fd)
-            raise
-        self._open[shard] = got
+        fd, info = open_regular(path(shard))  # a FIFO in a shard's place must not hang the open
+        got = self._open[shard] = _Open(fd, info.st_size)
         while len(self._open) > self.max_open:
             self._drop(next(iter(self._open)))
         return got.fd, got.size

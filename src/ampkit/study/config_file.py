@@ -10,12 +10,12 @@ is read, and a parsed value may nest at most :data:`MAX_DEPTH` levels.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fsutil import open_regular
 
 #: Largest settings file read (a study file or a DeepSpeed config is a few KiB).
 MAX_BYTES = 16 << 20
@@ -31,20 +31,15 @@ def read_text(path: Path | str, flag: str, valid: str) -> str:
     """
     where = f"{flag} {path}"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd, info = open_regular(path)
     except FileNotFoundError:
         raise UsageError(f"{where}: no such file; {valid}") from None
     except IsADirectoryError:
         raise UsageError(f"{where}: is a folder; {valid}") from None
-    except (OSError, ValueError) as err:  # EACCES, ELOOP, ENOTDIR; ValueError: a NUL byte
+    except (OSError, ValueError) as err:  # EACCES, ELOOP, ENOTDIR, a device or FIFO; ValueError: a NUL byte
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise UsageError(f"{where}: {reason}; {valid}") from None
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise UsageError(f"{where}: is a folder; {valid}")
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{where}: not a regular file (a device, FIFO or socket); {valid}")
         if info.st_size > MAX_BYTES:
             raise UsageError(f"{where}: {info.st_size:,} bytes, more than {MAX_BYTES >> 20} MiB; {valid}")
         os.set_blocking(fd, True)
