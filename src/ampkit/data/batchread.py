@@ -2,9 +2,10 @@
 
 Both loaders build every batch here: the samples are grouped by shard and read in file order
 (:mod:`ampkit.data.spans`: ``pread``, neighbours joined into one read into a reused buffer; or,
-with ``map_bytes``, views of the mapped file, :mod:`ampkit.data.shardfiles`); each sample's checksum is checked on the buffer (:func:`ampkit.data.samples.check_checksum`),
-its JSON parsed and checked, and its values written into its row of one batch tensor
-(:mod:`ampkit.data.batchfill`), whose memory comes from :mod:`ampkit.data.batchmem` (reused in the
+with ``map_bytes``, views of the mapped file, :mod:`ampkit.data.shardfiles`); each sample's
+checksum is checked on those bytes (:func:`ampkit.data.samples.check_checksum`; for one large
+sample, on a helper thread while it is widened, :mod:`ampkit.data.checkahead`), its JSON parsed
+and checked, and its values written into its row of one batch tensor (:mod:`ampkit.data.batchfill`), whose memory comes from :mod:`ampkit.data.batchmem` (reused in the
 main process, shared with it from DataLoader workers). Damaged samples are raised as
 :class:`~ampkit.data.samples.ShardError` naming shard and key, or skipped and counted.
 """

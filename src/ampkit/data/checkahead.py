@@ -6,9 +6,10 @@ on two cores, the checksum (XXH3 releases the GIL) fetches the bytes the widenin
 the cache. On a 1.8 MB float16 sample read by index: 0.119 ms one after the other, 0.074 at once
 (benchmarks/data_load.py has the end-to-end figure). When the helper has not started on a
 sample by the time the widening is done (the other core was busy), the caller checks it itself
-instead of waiting (and waits at most :data:`WAIT_S` for one it has started); after a few such misses the helper rests for :data:`PAUSE` samples, so a
-machine whose other core is busy checks in line, as it would without the helper. A sample whose checksum fails is dropped
-from the batch after its row was written (its row is never handed out).
+instead of waiting (and waits at most :data:`WAIT_S` for one it has started); after a few such
+misses the helper rests for :data:`PAUSE` samples, so a machine whose other core is busy checks
+in line, as it would without the helper. A sample whose checksum fails is dropped from the
+batch after its row was written (its row is never handed out).
 
 Used where it helps: a read of one sample (``ds[i]``, ``get_batch([i])``: the caller waits for
 exactly that sample) of at least :data:`MIN_BYTES`, in a process that may run on more than one

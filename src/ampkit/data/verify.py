@@ -3,8 +3,8 @@
 Checks run against the manifest: a shard that is missing, unlisted, of another size or whose
 whole-file sha256 (recorded at conversion, for provenance) differs is a problem; inside a shard
 each sample's bytes are compared with the checksum its index entry records (XXH3; CRC-32C or
-sha256 in shards written by earlier versions), so a flipped byte is pinned to a sample key when it lies in sample data;
-its JSON is parsed and its ``.bin`` decoded. The tar structure is read once with ``tarfile`` to
+sha256 in shards written by earlier versions), so a flipped byte is pinned to a sample key when
+it lies in sample data; its JSON is parsed and its ``.bin`` decoded. The tar structure is read once with ``tarfile`` to
 catch damaged headers. Without a usable manifest (missing, not JSON, malformed) that is itself a
 problem, and each shard is checked against its own ``__index__`` member instead.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .checksum import mismatch, recorded, sample_check
+from .checksum import mismatch, recorded
 from .folder import ShardFolder, open_folder
 from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
 from .schema import checked_sample
@@ -99,7 +99,7 @@ def _check_sample(fh: Any, entry: dict[str, Any]) -> str | None:
     except (OSError, ValueError) as err:
         return f"cannot read sample bytes ({err})"
     if mismatch(bin_bytes, json_bytes, entry) is not None:
-        return f"sample bytes differ from the {sample_check(entry)} recorded in the manifest"
+        return f"sample bytes differ from the {recorded(entry)} recorded in the manifest"
     try:  # the same metadata check as inspect's (schema.checked_sample), so the two agree
         meta = checked_sample(json_bytes, entry, "sample JSON")
     except (ValueError, KeyError, TypeError) as err:
