@@ -5,8 +5,9 @@ Both loaders build every batch here: the samples are grouped by shard and read i
 with ``map_bytes``, views of the mapped file, :mod:`ampkit.data.shardfiles`); each sample's
 checksum is checked on those bytes (:func:`ampkit.data.samples.check_checksum`; for one large
 sample, on a helper thread while it is widened, :mod:`ampkit.data.checkahead`), its JSON parsed
-and checked, and its values written into its row of one batch tensor (:mod:`ampkit.data.batchfill`), whose memory comes from :mod:`ampkit.data.batchmem` (reused in the
-main process, shared with it from DataLoader workers). Damaged samples are raised as
+and checked, and its values written into its row of one batch tensor (:mod:`ampkit.data.batchfill`),
+whose memory comes from :mod:`ampkit.data.batchmem` (reused in the main process, shared with it
+from DataLoader workers). Damaged samples are raised as
 :class:`~ampkit.data.samples.ShardError` naming shard and key, or skipped and counted.
 """
 
