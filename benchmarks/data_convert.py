@@ -30,6 +30,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,6 +43,9 @@ from ampkit.data.codec import CodecOptions
 from ampkit.data.convert import ConvertOptions, convert
 from ampkit.data.phantoms import make_phantom
 from ampkit.data.sources import discover
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scaling.py, however this is run
+import scaling
 
 FLAGS = ("sse4_2", "avx2", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "sha_ni")
 """CPU flags that matter here: casts (f16c, AVX-512 BF16/FP16), XXH3 (avx2, avx512f), sha256 (sha_ni)."""
@@ -252,10 +256,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(
                 f"ampkit {dtype}: 2 workers {two['gb_per_s_wall'] / one['gb_per_s_wall']:.2f}x one worker (wall)"
             )
+    ceiling = scaling.ceilings(1, work=0.05) if args.quick else scaling.ceilings(max(args.rounds, 3))
+    print(f"ceiling for 2 workers ({scaling.line(ceiling)}; benchmarks/scaling.py)")
     print(f"load average after: {load}")
     result = {"machine": model, "flags": flags, "gb_float32": gb, "rounds": args.rounds, "rows": rows}
     result["peers_fsync"] = args.fsync_peers
     result["missing"] = missing
+    result["two_process_ceiling"] = ceiling
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result

@@ -349,6 +349,8 @@ def test_benchmark_quick_run_measures_every_converter(capsys: pytest.CaptureFixt
         row = result["rows"][name]
         assert row["gb_per_cpu_s"] > 0 and row["wall_s"] > 0 and name in out
     assert "cpu flags:" in out and "load average before:" in out
+    assert set(result["two_process_ceiling"]) == {"sha256", "copy", "cast"}
+    assert all(r > 0 for r in result["two_process_ceiling"].values()) and "ceiling for 2 workers" in out
     assert ("MDS fp16 (mosaicml-streaming)" in result["rows"]) != (
         "MDS (mosaicml-streaming)" in result["missing"]
     )

@@ -1,8 +1,8 @@
-"""The reader's four ways to a sample: ``pread`` or a mapped file, checksum before or beside the widening.
+"""The reader's two ways to a sample: ``pread`` or a mapped file.
 
 Every way gives the same batch, names a flipped byte by shard and key, drops a damaged row under
 ``skip``, and a shard cut short while mapped is named, never a SIGBUS (mirrors
-``ampkit.data.shardfiles`` and ``ampkit.data.checkahead``).
+``ampkit.data.shardfiles`` and ``ampkit.data.batchread``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from ampkit.data import checkahead
-from ampkit.data.checkahead import CheckAhead
 from ampkit.data.format import load_manifest
 from ampkit.data.loader_indexed import IndexedShards
 from ampkit.data.samples import ShardError
@@ -27,12 +25,7 @@ from ampkit.errors import UsageError
 from ampkit.tasks.ct import make_phantom_shards
 
 N, SIDE, PER_SHARD = 12, 16, 4
-PATHS = {
-    "pread, check first": (0, False),
-    "mapped, check first": (MAP_BYTES, False),
-    "pread, check beside": (0, True),
-    "mapped, check beside": (MAP_BYTES, True),
-}
+PATHS = {"pread": 0, "mapped": MAP_BYTES}
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +34,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=list(PATHS))
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    map_bytes, beside = PATHS[request.param]
-    monkeypatch.setattr(checkahead, "MIN_BYTES", 0 if beside else 1 << 62)
-    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
-    monkeypatch.setattr(checkahead, "PAUSE", 0)  # tiny samples: the helper misses, and must not rest here
-    return {"map_bytes": map_bytes, "beside": beside}
+def path(request: pytest.FixtureRequest) -> dict[str, int]:
+    return {"map_bytes": PATHS[request.param]}
 
 
 def _flip(directory: Path, key: str, member: str = "bin") -> str:
@@ -64,28 +53,29 @@ def _flip(directory: Path, key: str, member: str = "bin") -> str:
 def test_every_read_path_gives_the_batch_of_plain_pread(shards: Path, path: dict[str, int]) -> None:
     want = IndexedShards(shards, map_bytes=0, verify="off").get_batch([0, 5, 6, 11, 2])
     ds = IndexedShards(shards, map_bytes=path["map_bytes"])
-    for _ in range(2):  # the second time from the kept files, mappings and helper thread
+    for _ in range(2):  # the second time from the kept files and mappings
         got = ds.get_batch([0, 5, 6, 11, 2])
         assert torch.equal(got["x"], want["x"]) and got["key"] == want["key"]
-        for row, i in enumerate([0, 5, 6, 11, 2]):  # one sample at a time: the helper thread's case
+        for row, i in enumerate([0, 5, 6, 11, 2]):  # one sample at a time
             one = ds[i]
             assert torch.equal(one["x"][0], want["x"][row]) and one["key"] == [want["key"][row]]
     assert (ds.reader._files.view(0) is not None) == (path["map_bytes"] > 0)
-    assert ds.reader._ahead.wanted(SIDE**3 * 2) == path["beside"]  # the path under test was taken
 
 
 def test_every_read_path_names_a_flipped_byte(shards: Path, tmp_path: Path, path: dict[str, int]) -> None:
     damaged = Path(shutil.copytree(shards, tmp_path / "d"))
     shard = _flip(damaged, "000000006")
-    for read in ([6], [5, 6, 7]):  # alone (checked beside the widening) and in a batch
+    for read in ([6], [5, 6, 7]):  # alone and in a batch
         with pytest.raises(ShardError, match=rf"{shard}, sample 000000006: checksum mismatch: xxh3"):
             IndexedShards(damaged, map_bytes=path["map_bytes"]).get_batch(read)
+        with pytest.raises(ShardError, match=rf"{shard}, sample 000000006: checksum mismatch: xxh3"):
+            IndexedShards(damaged, map_bytes=path["map_bytes"], output_dtype="float16").get_batch(read)
     ds = IndexedShards(damaged, on_error="skip", map_bytes=path["map_bytes"])
     got = ds.get_batch([5, 6, 7])
     want = IndexedShards(shards, map_bytes=0).get_batch([5, 7])
     assert got["key"] == ["000000005", "000000007"] and got["skipped"] == ["000000006"]
     assert torch.equal(got["x"], want["x"]) and ds.skipped == 1
-    alone = ds[6]  # its row was written before the checksum failed: it is dropped, never handed out
+    alone = ds[6]
     assert alone["key"] == [] and alone["skipped"] == ["000000006"] and alone["x"].numel() == 0
     assert torch.equal(ds[7]["x"][0], want["x"][1]) and ds.skipped == 2
 
@@ -160,78 +150,6 @@ def test_map_bytes_takes_numpy_integers(shards: Path) -> None:
 def test_map_bytes_refuses_what_is_not_a_byte_count(shards: Path, bad: object) -> None:
     with pytest.raises(UsageError, match=r"map_bytes=.*valid: an int >= 0"):
         IndexedShards(shards, map_bytes=bad)  # type: ignore[arg-type]
-
-
-def test_check_ahead_only_with_a_spare_cpu_outside_dataloader_workers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import torch.utils.data as tud
-
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
-    assert not CheckAhead().wanted(1 << 30)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
-    assert CheckAhead().wanted(checkahead.MIN_BYTES) and not CheckAhead().wanted(checkahead.MIN_BYTES - 1)
-    monkeypatch.setattr(tud, "get_worker_info", lambda: object())
-    assert not CheckAhead().wanted(1 << 30)
-
-
-def test_check_ahead_gives_each_job_its_own_verdict_whoever_computes_it() -> None:
-    from ampkit.data.checksum import sample_xxh3
-
-    ahead = CheckAhead()
-    if not ahead.wanted(1 << 30):
-        pytest.skip("one CPU: no helper thread")
-    good = {"key": "k", "xxh3": sample_xxh3(b"abc", b"{}")}
-    ahead.start(b"abd", b"{}", good)  # abandoned (its caller was interrupted): never asked for
-    jobs = [ahead.start(b"abc", b"{}", good), ahead.start(b"abd", b"{}", good)]
-    broken = ahead.start(b"abc", b"{}", {"key": "k", "crc32c": "not a number"})
-    assert ahead.result(jobs[0]) is None and ahead.result(jobs[0]) is None  # asked twice: same answer
-    assert (ahead.result(jobs[1]) or "").startswith("checksum mismatch: xxh3")
-    assert "cannot check the sample" in (ahead.result(broken) or "")
-
-
-def test_the_helper_rests_after_misses_and_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ampkit.data.checkahead import MISSES, _Job
-
-    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
-    monkeypatch.setattr(checkahead, "PAUSE", 3)
-    ahead = CheckAhead()
-    assert ahead.wanted(1 << 20)
-    for _ in range(MISSES):  # jobs the helper never saw: each one a miss
-        ahead.result(_Job(b"a", b"{}", {"key": "k"}))
-    assert [ahead.wanted(1 << 20) for _ in range(4)] == [False, False, False, True]
-
-
-def test_a_job_the_helper_has_not_started_is_checked_by_the_caller() -> None:
-    from ampkit.data.checkahead import _Job
-    from ampkit.data.checksum import sample_xxh3
-
-    ahead = CheckAhead()
-    job = _Job(b"abd", b"{}", {"key": "k", "xxh3": sample_xxh3(b"abc", b"{}")})  # never queued: no helper
-    assert (ahead.result(job) or "").startswith("checksum mismatch: xxh3") and job.done.is_set()
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_process_starts_its_own_helper(shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checkahead, "MIN_BYTES", 0)
-    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
-    ds = IndexedShards(shards)
-    want = ds[4]["x"].clone()  # the parent's helper thread is running now
-    assert ds.reader._ahead._pid == os.getpid()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (child)
-        ok = torch.equal(ds[4]["x"], want) and ds.reader._ahead._pid == os.getpid()
-        os.write(w, b"1" if ok else b"0")
-        os._exit(0)
-    os.close(w)
-    import select
-
-    ready = select.select([r], [], [], 60)[0]  # a child stuck on a lock inherited from the parent: fail
-    if not ready:
-        os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    assert ready and os.read(r, 1) == b"1"
 
 
 def _manifest_edit(directory: Path, edit) -> None:  # type: ignore[no-untyped-def]
@@ -325,32 +243,6 @@ def test_a_fifo_in_a_shards_place_is_a_named_damage_not_a_hang(shards: Path, tmp
     assert got["key"] == ["000000003", "000000008"] and got["skipped"] == ["000000004"]
 
 
-def test_one_helper_thread_per_process_holding_no_mapping(
-    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import gc
-    import threading
-    import time
-
-    mine = Path(shutil.copytree(shards, tmp_path / "mine"))  # no other test's dataset maps these
-    monkeypatch.setattr(checkahead, "MIN_BYTES", 0)
-    monkeypatch.setattr(checkahead, "_spare_cpu", lambda: True)
-    for _ in range(10):
-        ds = IndexedShards(mine)
-        ds[5]
-        ds.close()
-        del ds
-    assert sum(t.name == "ampkit-checksum" for t in threading.enumerate()) == 1
-    maps = Path(f"/proc/{os.getpid()}/maps")
-    if maps.exists():  # the helper keeps no view of a closed dataset's files alive
-        for _ in range(50):  # (a check the caller stopped waiting for may still be finishing)
-            gc.collect()
-            if str(mine) not in maps.read_text():
-                break
-            time.sleep(0.02)
-        assert str(mine) not in maps.read_text()
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_fork_while_another_thread_reads_leaves_the_child_free_to_read(shards: Path) -> None:
     """A DataLoader forks its workers from the main thread; another thread may be inside a read
@@ -372,3 +264,15 @@ def test_a_fork_while_another_thread_reads_leaves_the_child_free_to_read(shards:
         os.kill(pid, 9)
     os.waitpid(pid, 0)
     assert ready and os.read(r, 1) == b"1"
+
+
+def test_a_closed_dataset_holds_no_mapping_of_its_files(shards: Path, tmp_path: Path) -> None:
+    maps = Path(f"/proc/{os.getpid()}/maps")
+    if not maps.exists():
+        pytest.skip("no /proc")
+    mine = Path(shutil.copytree(shards, tmp_path / "mine"))  # no other test's dataset maps these
+    ds = IndexedShards(mine)
+    ds[5]
+    assert str(mine) in maps.read_text()  # mapped while open
+    ds.close()
+    assert str(mine) not in maps.read_text()

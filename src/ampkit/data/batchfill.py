@@ -81,11 +81,6 @@ class Fill:
                     f"{meta['dtype'] if meta['dtype'] != 'int16' else 'stored'}"
                 )
 
-    def drop(self, pos: int) -> None:
-        """Leave row ``pos`` out of the batch after all (its sample failed a check made after ``put``)."""
-        self.metas.pop(pos, None)
-        self.ragged.pop(pos, None)
-
     def finish(self, items: list[Wanted], skipped: dict[int, str]) -> dict[str, Any]:
         """The batch dict (rows of skipped samples dropped, plan order kept)."""
         reader = self.reader

@@ -2,12 +2,11 @@
 
 Both loaders build every batch here: the samples are grouped by shard and read in file order
 (:mod:`ampkit.data.spans`: ``pread``, neighbours joined into one read into a reused buffer; or,
-with ``map_bytes``, views of the mapped file, :mod:`ampkit.data.shardfiles`); each sample's
-checksum is checked on those bytes (:func:`ampkit.data.samples.check_checksum`; for one large
-sample, on a helper thread while it is widened, :mod:`ampkit.data.checkahead`), its JSON parsed
-and checked, and its values written into its row of one batch tensor (:mod:`ampkit.data.batchfill`),
-whose memory comes from :mod:`ampkit.data.batchmem` (reused in the main process, shared with it
-from DataLoader workers). Damaged samples are raised as
+with ``map_bytes``, views of the mapped file, :mod:`ampkit.data.shardfiles`). Each sample's
+checksum is checked on those bytes (:func:`ampkit.data.checksum.mismatch`), its JSON parsed and
+checked, and its values written into its row of one batch tensor (:mod:`ampkit.data.batchfill`).
+The batch tensor's memory comes from :mod:`ampkit.data.batchmem` (reused in the main process,
+shared with it from DataLoader workers). Damaged samples are raised as
 :class:`~ampkit.data.samples.ShardError` naming shard and key, or skipped and counted.
 """
 
@@ -23,7 +22,6 @@ import torch
 from ..errors import UsageError
 from .batchfill import Fill
 from .batchmem import OutputPool
-from .checkahead import CheckAhead
 from .forklock import ForkSafeLock
 from .format import file_sha256
 from .preprocess import PreprocessConfig
@@ -85,7 +83,6 @@ class BatchReader:
         self.skipped = 0
         """Damaged samples skipped by this process."""
         self._files = ShardFiles(map_bytes=map_bytes)
-        self._ahead = CheckAhead()
         self.pool = OutputPool()
         """Batch tensors written again once the caller has dropped them."""
         self._buf = np.empty(0, np.uint8)
@@ -214,33 +211,11 @@ class BatchReader:
             b0, bn = where[it.pos]
             j0, jn = jsons[it.pos]
             raw, js = buf[b0 : b0 + bn], buf[j0 : j0 + jn]
-            if self.verify != "off" and fill.size == 1 and self._ahead.wanted(bn):
-                self._put_checked_ahead(shard, it, raw, js, fill, skipped)
-                continue
             try:
-                if self.verify != "off":
+                if self.verify != "off":  # first: a damaged JSON is named by its checksum
                     check_checksum(raw, js, it.entry)
                 meta = check_meta(js.tobytes(), bn, it.entry)
             except ValueError as err:
                 self._damaged(shard, it, str(err), skipped)
                 continue
             fill.put(it.pos, raw, meta)
-
-    def _put_checked_ahead(
-        self, shard: int, it: Wanted, raw: np.ndarray, js: np.ndarray, fill: Fill, skipped: dict[int, str]
-    ) -> None:
-        """Widen a large sample while the helper thread checks its checksum; drop its row if that fails."""
-        job = self._ahead.start(raw, js, it.entry)
-        try:
-            meta = check_meta(js.tobytes(), len(raw), it.entry)
-        except ValueError as err:
-            why = self._ahead.result(job)
-            self._damaged(shard, it, why or str(err), skipped)  # the checksum's verdict first, as above
-            return
-        try:
-            fill.put(it.pos, raw, meta)
-        finally:
-            why = self._ahead.result(job)  # the helper never outlives the bytes it reads
-        if why is not None:
-            fill.drop(it.pos)
-            self._damaged(shard, it, why, skipped)

@@ -3,20 +3,21 @@
 The error of a sample is measured on what a reader really gets back: the stored values decoded
 by ``format.widen`` (float32) against the source in float64. ``max_rel`` is taken over the
 finite, non-zero source values. This module decides *what* is stored (options, offsets,
-``--dtype auto``); :mod:`ampkit.data.fused` does the per-value work in one pass per sample
-(float32 for float32 sources), with the float64 reference (:mod:`ampkit.data.codec_ref`) for
-chunks holding NaN/Inf or values near the stored dtype's limits.
+``--dtype auto``; the options and offsets are :mod:`ampkit.data.codec_options`, re-exported
+here, and ``auto`` first runs the :mod:`ampkit.data.scan` pre-pass); :mod:`ampkit.data.fused`
+does the per-value work in one pass per sample (float32 for float32 sources), with the float64
+reference (:mod:`ampkit.data.codec_ref`) for chunks holding NaN/Inf or values near the stored
+dtype's limits.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UsageError
 from . import fused
+from .codec_options import DTYPE_NAMES, CodecOptions, resolve_offset
 from .codec_ref import (
     BF16_MAX,
     FP16_MAX,
@@ -27,6 +28,7 @@ from .codec_ref import (
     refuse_inexact_integers,
     refuse_nonfinite,
 )
+from .scan import scan
 from .scratch import Scratch
 
 __all__ = [
@@ -48,60 +50,6 @@ __all__ = [
 
 FP16_ROUNDS_TO_INF = 65520.0
 """``|x - offset|`` from here on rounds to Inf in float16 (65504 is odd: the tie goes up)."""
-DTYPE_NAMES = {
-    "fp16": "float16",
-    "float16": "float16",
-    "half": "float16",
-    "bf16": "bfloat16",
-    "bfloat16": "bfloat16",
-    "int16": "int16",
-    "auto": "auto",
-}
-"""Accepted ``--dtype`` spellings -> stored dtype name (or ``auto``)."""
-
-
-@dataclass(frozen=True)
-class CodecOptions:
-    """How samples are stored."""
-
-    dtype: str = "auto"
-    """``fp16``, ``bf16``, ``int16`` or ``auto`` (per sample: int16, else fp16, else bf16, else refuse)."""
-    offset: float | str | None = None
-    """Stored value is ``x - offset``: a number, ``"auto"`` (middle of the value range, an integer for
-    integer-valued data) or None: no offset for a fixed dtype; with ``auto`` dtype, fp16 takes the
-    range middle only where that lowers its error bound (an offset spoils relative error near 0)."""
-    on_overflow: str = "error"
-    """``error`` or ``clip`` (values beyond the stored dtype's range are clipped and counted)."""
-    on_nonfinite: str = "error"
-    """``error`` or ``keep`` (NaN/Inf stored as such; never possible in int16)."""
-    max_abs_error: float = 1.0
-    """``auto``: fp16 is taken only when its max absolute error is at most this (default: one HU)."""
-    max_rel_error: float = 0.004
-    """``auto``: bf16 is taken only when its max relative error is at most this (bf16 rounds within 2**-8)."""
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_NAMES:
-            raise UsageError(f"unknown dtype {self.dtype!r}; valid: fp16, bf16, int16, auto")
-        if self.on_overflow not in ("error", "clip"):
-            raise UsageError(f"unknown on_overflow {self.on_overflow!r}; valid: error, clip")
-        if self.on_nonfinite not in ("error", "keep"):
-            raise UsageError(f"unknown on_nonfinite {self.on_nonfinite!r}; valid: error, keep")
-        if isinstance(self.offset, str) and self.offset != "auto":
-            raise UsageError(f"bad offset {self.offset!r}; valid: a number or auto")
-        if self.offset is not None and not isinstance(self.offset, str):
-            if not math.isfinite(self.offset):
-                raise UsageError(f"offset {self.offset}: not finite; valid: a finite number or auto")
-            resolve_offset(
-                self.offset, (0.0, 0.0), False
-            )  # float32-exact, refused now rather than per sample
-        for name in ("max_abs_error", "max_rel_error"):
-            value = getattr(self, name)
-            try:
-                ok = math.isfinite(float(value)) and float(value) >= 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise UsageError(f"{name} {value}: must be a finite number >= 0; valid: e.g. 1.0 or 0.004")
 
 
 @dataclass
@@ -130,27 +78,13 @@ class Encoded:
 
 def value_range(x: np.ndarray) -> tuple[float, float] | None:
     """``(min, max)`` of the finite values, or None when there are none."""
-    sc = fused.scan(x)
+    sc = scan(x)
     return (sc.lo, sc.hi) if sc.lo is not None and sc.hi is not None else None
 
 
 def is_integer_valued(x: np.ndarray) -> bool:
     """All values are finite integers."""
-    return fused.scan(x).integer
-
-
-def resolve_offset(offset: float | str | None, rng: tuple[float, float] | None, integer: bool) -> float:
-    """The numeric offset for ``offset`` (None -> 0, ``auto`` -> middle of ``rng``), float32-exact."""
-    if offset is None or rng is None:
-        return 0.0
-    if offset == "auto":
-        if integer:  # the exact integer middle, rounded to a float32 value (decoding adds it in float32)
-            return float(np.float32((int(rng[0]) + int(rng[1]) + 1) // 2))
-        return float(np.float32((rng[0] + rng[1]) / 2.0))
-    value = float(offset)
-    if float(np.float32(value)) != value:
-        raise UsageError(f"offset {value!r} is not exactly representable in float32; pick a rounder value")
-    return value
+    return scan(x).integer
 
 
 def encode_as(
@@ -198,7 +132,7 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str, scratch: Scratch | None
         enc = encode_as(x, want, resolve_offset(opts.offset, (0.0, 0.0), False), opts, name, scratch)
         enc.reason = f"requested --dtype {opts.dtype}"
         return enc
-    sc = fused.scan(x)
+    sc = scan(x)
     if sc.nonfinite:
         refuse_nonfinite(x, opts.on_nonfinite == "keep", name)
     rng = (sc.lo, sc.hi) if sc.lo is not None and sc.hi is not None else None

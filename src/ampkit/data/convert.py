@@ -5,14 +5,13 @@ the shard bounds, never on timing, so a rerun after an interruption finds the sa
 complete ones (final name) are checked against the plan and skipped, orphaned temporaries are
 removed, and the rest is written again. A shard's bytes depend only on its samples, so they do
 not depend on the number of workers either (:mod:`ampkit.data.parallel`: workers write whole
-shards, or encode samples for one writer). The manifest is built from what the writers recorded
-(sha256 of every shard taken while writing it). What ``--out`` may hold and how a refused run is
-undone is :mod:`ampkit.data.resume`.
+shards, or encode samples for one writer; :mod:`ampkit.data.convert_write` chooses). The
+manifest is built from what the writers recorded (sha256 of every shard taken while writing
+it). What ``--out`` may hold and how a refused run is undone is :mod:`ampkit.data.resume`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from . import parallel, resume
+from . import resume
 from .codec import CodecOptions
+from .convert_write import DELAY_ENV, Written, write_plan
+from .convert_write import sample_delay as sample_delay
 from .format import read_shard_entry, shard_name, write_manifest
 from .resume import SETTINGS_NAME
-from .scratch import Scratch
-from .shardjob import encode_sample, write_encoded, write_shard
+from .shardjob import encode_sample
 from .sources import Source
 from .summary import build_manifest
 
@@ -41,27 +41,8 @@ __all__ = [
     "plan_shards",
 ]
 
-DELAY_ENV = "AMPKIT_CONVERT_SAMPLE_DELAY"
-"""Testing hook: seconds to sleep after writing each sample (lets a test kill a run mid-way)."""
 _HEADER_ESTIMATE = 3 * 512 + 2048
 """Bytes a sample adds to a shard beyond its ``.bin`` data (tar headers, JSON, padding), for planning."""
-
-
-def sample_delay() -> float:
-    """``$AMPKIT_CONVERT_SAMPLE_DELAY`` seconds (a test hook slowing each sample), 0 when unset;
-    anything but a finite number in 0..60 is a :class:`UsageError` naming the variable."""
-    import math
-
-    text = os.environ.get(DELAY_ENV, "").strip()
-    try:
-        value = float(text) if text else 0.0
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 <= value <= 60):
-        raise UsageError(
-            f"{DELAY_ENV}={text!r}: not a number of seconds in 0..60; valid: e.g. 0.01, or unset"
-        )
-    return value
 
 
 @dataclass(frozen=True)
@@ -123,74 +104,7 @@ def plan_shards(sources: list[Source], shard_size: int, samples_per_shard: int) 
     return shards if shards[0] else []
 
 
-class _Written:
-    """Manifest entries and sample metas of the shards written so far, by shard number."""
-
-    def __init__(self, state: resume.OutState):
-        self.state = state
-        self.shards: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-
-    def add(self, path: Path, entry: dict[str, Any], metas: list[dict[str, Any]]) -> None:
-        self.state.written.append(path)  # first, so that a refused run can undo it
-        self.shards[int(path.name[len("shard-") : -len(".tar")])] = (entry, metas)
-
-
-def _write_in_order(
-    jobs: list[int],
-    sources: list[Source],
-    opts: ConvertOptions,
-    plan: list[list[int]],
-    written: _Written,
-    on_sample: Callable[[int], None] | None,
-    delay: float,
-) -> None:
-    """Workers encode samples, this process writes the shards in order (fewer shards left than workers)."""
-    stream = parallel.encoded_samples(jobs, sources, opts.codec, min(opts.workers, len(jobs)))
-    try:
-        for number, members in enumerate(plan):
-            if number in written.state.done:
-                continue
-            encoded = ((*next(stream), sources[i].numel * 4) for i in members)
-            written.add(*write_encoded(written.state.out, number, encoded, delay, on_sample))
-    finally:
-        stream.close()  # stops the worker pool now, also when a write failed
-
-
-def _write(
-    sources: list[Source],
-    opts: ConvertOptions,
-    plan: list[list[int]],
-    written: _Written,
-    on_sample: Callable[[int], None] | None,
-) -> None:
-    """Encode and write every shard of ``plan`` not in ``state.done``, in this process or in workers.
-
-    With at least as many shards left as workers, each worker writes whole shards (nothing but
-    progress crosses processes, so it scales with the cores); with fewer, workers encode samples
-    and this process writes them. Either way the bytes equal one process's.
-    """
-    todo = [
-        (n, [(i, sources[i]) for i in members])
-        for n, members in enumerate(plan)
-        if n not in written.state.done
-    ]
-    delay = sample_delay()
-    workers = min(opts.workers, sum(len(m) for _, m in todo))
-    if workers > 1 and len(todo) >= workers:
-        parallel.run_shards(todo, written.state.out, opts.codec, workers, delay, on_sample, written.add)
-    elif workers > 1:
-        jobs = [i for _, members in todo for i, _ in members]
-        _write_in_order(jobs, sources, opts, plan, written, on_sample, delay)
-    else:
-        scratch = Scratch()  # one set of buffers for every sample
-        for number, members in todo:
-            shard = write_shard(
-                written.state.out, number, members, opts.codec, delay, on_sample, None, scratch
-            )
-            written.add(*shard)
-
-
-def _manifest(state: resume.OutState, plan: list[list[int]], written: _Written) -> dict[str, Any]:
+def _manifest(state: resume.OutState, plan: list[list[int]], written: Written) -> dict[str, Any]:
     """The manifest: shards written now as their writers recorded them (sha256 taken while writing),
     shards kept from an interrupted run read back from disk (their hash was never recorded)."""
     shards: list[dict[str, Any]] = []
@@ -229,10 +143,10 @@ def convert(
             for _ in plan[n]:
                 on_sample(0)
     start = time.perf_counter()
-    written = _Written(state)
+    written = Written(state)
     try:
         orphans = resume.begin(state)
-        _write(sources, opts, plan, written, on_sample)
+        write_plan(sources, opts.codec, opts.workers, plan, written, on_sample)
     except UsageError:
         resume.undo(state)
         raise

@@ -247,36 +247,3 @@ def encode_pass(
                 p.nonfinite += r.nonfinite
                 p.extend(r.lo, r.hi)
     return p
-
-
-@dataclass
-class Scan:
-    """A sample's finite value range, non-finite count and whether all values are finite integers."""
-
-    lo: float | None
-    hi: float | None
-    nonfinite: int
-    integer: bool
-
-
-def scan(x: np.ndarray) -> Scan:
-    """One read-only pass for ``--dtype auto`` / ``--offset auto``: range, non-finite count, integrality."""
-    flat = x.reshape(-1)
-    p = Pass(np.empty(0))
-    integer = True
-    is_int = np.issubdtype(x.dtype, np.integer)
-    buf = np.empty(min(CHUNK, flat.size), x.dtype)
-    for start in range(0, flat.size, CHUNK):
-        c = flat[start : start + CHUNK]
-        lo, hi = c.min(), c.max()
-        if np.isfinite(lo) and np.isfinite(hi):
-            p.extend(float(lo), float(hi))
-        else:
-            finite = c[np.isfinite(c)]
-            p.nonfinite += c.size - finite.size
-            if finite.size:
-                p.extend(float(finite.min()), float(finite.max()))
-            integer = False
-        if integer and not is_int:
-            integer = np.array_equal(np.floor(c, out=buf[: c.size]), c)
-    return Scan(p.lo, p.hi, p.nonfinite, integer and p.nonfinite == 0)

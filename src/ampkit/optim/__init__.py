@@ -1,6 +1,7 @@
 """``PrecisionOptimizer``: loss scaling, accumulation, unscale -> clip -> step -> update, and the outcome.
 
 - :mod:`.wrapper`: :class:`PrecisionOptimizer` itself;
+- :mod:`.rewrap`: rebinding it to a rebuilt optimizer, switching its precision;
 - :mod:`.outcome`: :class:`StepOutcome` and the reasons a step is not applied;
 - :mod:`.rebind`: carrying a scheduler over to a rebuilt optimizer;
 - :mod:`.scaler_state`: the GradScaler record the wrapper reads;

@@ -6,7 +6,8 @@ lines. The order is the one that is easy to get wrong by hand: scaled backward -
 (accumulate) -> unscale (once, also when the user asked for it with :meth:`unscale_`) -> clip
 -> non-finite check -> step -> scaler update -> scheduler (only if the step was applied) -> zero_grad.
 Several optimizers behind one loss share the scaler, the clip and the skip decision (:mod:`.several`);
-what the constructor accepts is checked in :mod:`.guards`.
+what the constructor accepts is checked in :mod:`.guards`; ``rebind`` and ``set_precision`` live in
+:mod:`.rewrap`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from . import guards, scaler_state, several
 from .finite import grads_finite
 from .half_eps import raise_half_eps
 from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome
-from .settings import Wrapped, has_grads
+from .rewrap import Rewrappable
+from .settings import has_grads
 from .weights import WeightWatch
 
 
-class PrecisionOptimizer(Wrapped):
+class PrecisionOptimizer(Rewrappable):
     """Wraps ``optimizer`` with ``precision``'s loss scaling, plus accumulation and clipping.
 
     Use ``backward(loss)`` once per micro-batch (inside ``sync_context()`` under DDP), then
@@ -199,39 +201,6 @@ class PrecisionOptimizer(Wrapped):
         self._micro = 0
         self._unscaled = False
         return StepOutcome(self.steps, applied, grad_norm, scale, next_scale, reason)
-
-    # -- changing what is wrapped -------------------------------------------------------------
-    def rebind(
-        self, optimizer: torch.optim.Optimizer | list[torch.optim.Optimizer], *, scheduler: Any | None = None
-    ) -> None:
-        """Wrap ``optimizer`` from now on (rebuilt after densification or pruning), keeping the step
-        counters, the loss scale and the scheduler — re-pointed at ``optimizer``, each new param
-        group continuing the schedule of the old group with the same ``"name"`` (else position), or
-        ``scheduler`` instead when given. Editing ``param_groups`` in place needs no call at all.
-        A wrapper of several optimizers takes a list of as many (the unchanged ones as they are)."""
-        new = guards.as_optimizers(optimizer, count=len(self._optimizers))
-        pairs = [(old, fresh) for old, fresh in zip(self._optimizers, new) if fresh is not old]
-        if pairs:
-            guards.check_half_params(self.scaler, self._params([fresh for _, fresh in pairs]))
-            raise_half_eps([fresh for _, fresh in pairs], self.precision.name)
-        for old, fresh in pairs:
-            if self._unscaled and self.scaler.is_enabled():
-                scaler_state.move(self.scaler, old, fresh)  # this step's gradients stay unscaled once
-        if scheduler is not None:
-            self.scheduler = scheduler
-        else:
-            several.repoint_schedules(several.as_schedulers(self.scheduler), pairs, len(new) == 1)
-        self._optimizers = new
-
-    def set_precision(self, precision: Precision) -> None:
-        """Switch to another precision mid-run (numerics fallback): a fresh scaler for the new mode;
-        the wrapped optimizer, its state, the step counters and the parameters are kept."""
-        self.precision = precision
-        self.scaler = precision.make_scaler()
-        self._unscaled = False
-        guards.check_half_params(self.scaler, self._params())
-        raise_half_eps(self._optimizers, precision.name)
-        self._note_scaler()
 
     def zero_grad(self) -> None:
         """Drop gradients and any partial accumulation."""

@@ -14,18 +14,16 @@ Two promises:
 * A compile that fails anyway (a dynamo error, ``BackendCompilerFailed``, inductor's
   ``CppCompileError``, ...) fails at the first call, not deep in a later backward: the first
   calls compile the backward graph eagerly too. The failure is one warning line and that
-  module (or function) runs eager from then on.
+  module (or function) runs eager from then on (:mod:`.compile_guard`, whose names are
+  re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import shutil
 import sys
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,31 +31,15 @@ from torch import nn
 
 from ..errors import UsageError
 from ..warn import warn
+from .compile_guard import EAGER_BACKWARD_CALLS as EAGER_BACKWARD_CALLS
+from .compile_guard import CompileState as CompileState
+from .compile_guard import CompileWarning as CompileWarning
+from .compile_guard import GuardedCall
+from .compile_guard import compile_errors as compile_errors
+from .compile_guard import compile_state as compile_state
 
 DEFAULT_BACKEND = "inductor"
 """torch.compile's own default: TorchInductor (C++/OpenMP kernels on CPU, Triton on GPU)."""
-
-#: Calls per compiled object whose backward graph is compiled with the forward (failures surface
-#: in the call, not in ``loss.backward()``): the training step's first call, plus recompiles.
-EAGER_BACKWARD_CALLS = 4
-
-
-class CompileWarning(UserWarning):
-    """torch.compile was asked for but this model (or mode) runs eager; the message says why."""
-
-
-def compile_errors() -> tuple[type[BaseException], ...]:
-    """The exception types of a failed compile (dynamo, AOTAutograd backends, inductor, C++ build)."""
-    from torch._dynamo import exc as dynamo_exc
-    from torch._inductor import exc as inductor_exc
-
-    return (
-        dynamo_exc.TorchDynamoException,  # Unsupported, BackendCompilerFailed, InductorError, ...
-        inductor_exc.CppCompileError,
-        inductor_exc.InvalidCxxCompiler,
-        inductor_exc.OperatorIssue,
-        inductor_exc.CppWrapperCodegenError,
-    )
 
 
 def _cxx_compiler() -> str | None:
@@ -98,89 +80,6 @@ def compile_seconds() -> float | None:
         return float(calculate_time_spent().get("total_wall_time", 0.0))
     except Exception:  # a private API: its absence must not break a run
         return None
-
-
-@dataclass
-class CompileState:
-    """What happened to one compile request (kept on the module as ``_ampkit_compile``)."""
-
-    backend: str
-    """The torch.compile backend asked for."""
-    status: str = "pending"
-    """``pending`` (not called yet), ``compiled`` (a compiled call returned) or ``eager``."""
-    reason: str | None = None
-    """Why it runs eager (the mode cannot compile here, or the compile failed)."""
-    graphs: int = 0
-    """Graphs dynamo captured during this object's first calls: the proof that it compiled."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready copy."""
-        return {"backend": self.backend, "status": self.status, "reason": self.reason, "graphs": self.graphs}
-
-
-def _graphs_captured() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
-@contextlib.contextmanager
-def _first_calls() -> Iterator[None]:
-    """Compile the backward graph with the forward (so its failure is this call's), without the
-    DeprecationWarning torch's own compile stack emits on its first use."""
-    from torch._functorch import config
-
-    saved = config.force_non_lazy_backward_lowering
-    config.force_non_lazy_backward_lowering = True
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*torch.jit.script_method.*", DeprecationWarning)
-            yield
-    finally:
-        config.force_non_lazy_backward_lowering = saved
-
-
-def _one_line(err: BaseException) -> str:
-    inner = getattr(err, "inner_exception", None)  # BackendCompilerFailed: what the backend raised
-    if isinstance(inner, BaseException):
-        return f"{type(err).__name__}: {_one_line(inner)}"
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    return f"{type(err).__name__}: {text[:200]}".rstrip(": ")
-
-
-class _GuardedCall:
-    """The compiled callable, with the eager one to fall back to on the first compile failure."""
-
-    def __init__(
-        self, compiled: Callable[..., Any], eager: Callable[..., Any], state: CompileState, label: str
-    ):
-        self.compiled, self.eager, self.state, self.label = compiled, eager, state, label
-        self.calls = 0
-        self.on_fallback: Callable[[], None] | None = None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.state.status == "eager":
-            return self.eager(*args, **kwargs)
-        self.calls += 1
-        try:
-            if self.calls > EAGER_BACKWARD_CALLS:
-                return self.compiled(*args, **kwargs)
-            before = _graphs_captured()
-            with _first_calls():
-                out = self.compiled(*args, **kwargs)
-        except compile_errors() as err:
-            self.fall_back(_one_line(err))
-            return self.eager(*args, **kwargs)
-        self.state.graphs += _graphs_captured() - before
-        self.state.status = "compiled"
-        return out
-
-    def fall_back(self, reason: str) -> None:
-        self.state.status, self.state.reason = "eager", f"compile failed: {reason}"
-        warn(f"torch.compile of {self.label} failed ({reason}); running it eager", CompileWarning)
-        if self.on_fallback is not None:
-            self.on_fallback()
 
 
 def _own_frame(module: nn.Module) -> Callable[..., Any]:
@@ -226,7 +125,7 @@ def compile_model(
             setattr(model, "_ampkit_compile", state)  # noqa: B010  (nn.Module types its attributes)
         return model
     if isinstance(model, nn.Module):
-        guard = _GuardedCall(torch.compile(_own_frame(model), **kwargs), model._call_impl, state, what)
+        guard = GuardedCall(torch.compile(_own_frame(model), **kwargs), model._call_impl, state, what)
 
         def uncompile() -> None:
             model._compiled_call_impl = None  # plain eager calls from now on, no wrapper
@@ -237,7 +136,7 @@ def compile_model(
         return model
     if not callable(model):
         raise UsageError(f"compile() needs an nn.Module or a function; got a {type(model).__name__}")
-    guard = _GuardedCall(torch.compile(model, **kwargs), model, state, what)
+    guard = GuardedCall(torch.compile(model, **kwargs), model, state, what)
 
     @functools.wraps(model)
     def compiled(*args: Any, **kwargs: Any) -> Any:
@@ -245,20 +144,3 @@ def compile_model(
 
     compiled._ampkit_compile = state  # type: ignore[attr-defined]
     return compiled
-
-
-def compile_state(model: Any) -> CompileState | None:
-    """What :func:`compile_model` did to ``model`` (None when it was not asked to compile it)."""
-    state = getattr(model, "_ampkit_compile", None)
-    if state is None and isinstance(getattr(model, "module", None), nn.Module):  # DDP wraps the model
-        model = model.module
-        state = getattr(model, "_ampkit_compile", None)
-    if not isinstance(state, CompileState):
-        return None
-    if (
-        isinstance(model, nn.Module)
-        and state.status != "eager"
-        and not isinstance(model._compiled_call_impl, _GuardedCall)
-    ):
-        return None  # a copy (copy.deepcopy, pickle): nn.Module drops the compiled call, the copy runs eager
-    return state

@@ -3,7 +3,9 @@
 Built from any spelling (string, parsed argparse args, environment), bound to a device, it
 hands out every context and conversion a training loop needs: ``autocast()``, ``scope()``
 (global flags, restored on exit), ``prepare(model)``, ``inference()``, ``make_scaler()`` and
-``describe()`` — the one log line that proves what is on.
+``describe()`` — the one log line that proves what is on. The conversions behind
+``prepare`` and the rest (``compile``, ``convert``, ``cast_inputs``, ``custom_fwd`` /
+``custom_bwd``) are in :mod:`.conversions`, a base class of ``Precision``.
 """
 
 from __future__ import annotations
@@ -12,36 +14,27 @@ import argparse
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import UsageError
 from ..hardware.capabilities import DeviceCaps, device_capabilities
 from ..script_log import record_precision
 from ..warn import warn
 from .aliases import PrecisionError, canonical_mode
+from .conversions import PrecisionConversions
 from .device import usable_device
 from .env_mode import from_env, study_conflict, study_mode
 from .fit import check_fit
-from .fp8 import convert_to_fp8, count_fp8
-from .keep_fp32 import (
-    NORM_TYPES,
-    ModuleFilter,
-    _cast_floating,
-    fp32_backward,
-    fp32_forward,
-    install_fp32_islands,
-)
+from .fp8 import count_fp8
+from .keep_fp32 import ModuleFilter
 from .keep_report import unmatched_message
 from .modes import INITIAL_LOSS_SCALE, MODES, ModeSpec, dtype_name
-from .qat import convert_int8, describe_quant, prepare_qat
+from .qat import describe_quant
 from .resolve import request_from_args, resolve
-from .tensors import floating_dtypes, prepare_tensors
-
-F = TypeVar("F", bound=Callable[..., Any])
+from .tensors import floating_dtypes
 
 log = logging.getLogger("ampkit")
 
@@ -50,7 +43,7 @@ class PrecisionWarning(UserWarning):
     """A precision that runs, but not the way its name promises (slow, emulated, or a no-op)."""
 
 
-class Precision:
+class Precision(PrecisionConversions):
     """One precision mode bound to one device.
 
     >>> prec = Precision("bf16-mixed", device="cpu")
@@ -207,82 +200,6 @@ class Precision:
             if message:  # a typo or a parameter name: the run must not believe it keeps something
                 warn(message, PrecisionWarning)
         return self._prepare(model)
-
-    def _prepare(self, model: Any) -> Any:
-        if not isinstance(model, nn.Module):
-            if self.spec.quantization:
-                raise UsageError(
-                    f"{self.name}: prepare() needs an nn.Module (it traces the model); got a {type(model).__name__}"
-                )
-            cast = self.spec.param_dtype if self.spec.param_dtype != torch.float32 else None
-            by_key = self.keep_fp32 if self.spec.is_true_low else ModuleFilter()
-            return prepare_tensors(model, self.device, cast, by_key, self._prepare)
-        model.to(self.device)
-        out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
-        keep: list[nn.Module] = [m for _, m in self.keep_fp32.select(model)]
-        if self.spec.is_true_low:
-            model.to(self.spec.param_dtype)
-            kept = {id(m) for m in keep}
-            keep += [m for m in model.modules() if isinstance(m, NORM_TYPES) and id(m) not in kept]
-        elif self.spec.param_dtype != torch.float32:
-            model.to(self.spec.param_dtype)
-        if keep and (self.spec.is_true_low or self.spec.is_mixed):
-            install_fp32_islands(model, keep, out_dtype)
-        if self.spec.fp8:
-            model = convert_to_fp8(model, self.keep_fp32, emulate=self.fp8_emulate)
-        if self.spec.quantization:
-            model = prepare_qat(model, self.keep_fp32)  # a traced copy sharing the parameters
-        if self.compile_kwargs is not None:
-            model = self.compile(model, **self.compile_kwargs)
-        return model
-
-    # -- custom autograd Functions -------------------------------------------------------------
-    def custom_fwd(self, fwd: F | None = None) -> Any:
-        """Decorator for a custom autograd Function's ``forward(ctx, ...)``: it runs in float32 on this
-        device in every mode (autocast off inside, floating inputs cast to fp32). Bare or called::
-
-            class Rasterise(torch.autograd.Function):
-                @staticmethod
-                @prec.custom_fwd
-                def forward(ctx, means, colors): ...
-
-                @staticmethod
-                @prec.custom_bwd
-                def backward(ctx, grad): ...
-        """
-        if fwd is None:
-            return self.custom_fwd
-        # fp64 computes everything in float64: the Function too (never narrowed to float32)
-        wide = torch.float64 if self.spec.param_dtype == torch.float64 else torch.float32
-        return fp32_forward(fwd, self.device.type, wide)
-
-    def custom_bwd(self, bwd: F | None = None) -> Any:
-        """Decorator for the same Function's ``backward``: the autocast state its forward had. Bare or called."""
-        if bwd is None:
-            return self.custom_bwd
-        return fp32_backward(bwd, self.device.type)
-
-    def compile(self, model: Any, **torch_compile_kwargs: Any) -> Any:
-        """``torch.compile`` for this mode: a prepared ``nn.Module`` is compiled in place (its
-        ``state_dict`` keys unchanged) and returned; a function (e.g. forward + ``@fp32`` loss)
-        comes back compiled. Where this mode cannot compile here, or the compile fails at the
-        first call, one :class:`~ampkit.precision.compile.CompileWarning` says why and it runs
-        eager. Keyword arguments go to ``torch.compile`` (``backend``, ``mode``, ``dynamic``, ...).
-        """
-        from .compile import compile_model
-
-        return compile_model(model, self.name, self.device.type, **torch_compile_kwargs)
-
-    def convert(self, model: nn.Module) -> nn.Module:
-        """The deployable form of a prepared, trained ``model``: int8 kernels for int8-qat (CPU only,
-        a converted copy); every other mode returns ``model`` itself."""
-        return convert_int8(model) if self.spec.quantization else model
-
-    def cast_inputs(self, batch: Any) -> Any:
-        """Floating tensors in ``batch`` to the parameter dtype (true-half and fp64 modes; else unchanged)."""
-        if self.spec.param_dtype == torch.float32:
-            return batch
-        return _cast_floating(batch, self.spec.param_dtype)
 
     def make_scaler(self) -> torch.amp.GradScaler:
         """A GradScaler for this mode; disabled (a no-op with the same API) when no scaling is needed."""

@@ -7,14 +7,13 @@ import math
 from typing import Any
 
 from ..errors import UsageError
-from .fallback import POLICIES
-from .localize import NonFiniteEvent
+from ..numerics.fallback import POLICIES
+from ..numerics.localize import NonFiniteEvent
+from .parser import add_flag
 
 
 def add_nonfinite_args(parser: argparse.ArgumentParser) -> None:
     """``--on-nonfinite``, ``--fallback-after``, ``--fallback-scale-floor``, ``--detect-anomaly``."""
-    from ..cli.parser import add_flag
-
     group = parser.add_argument_group("numerics")
     add_flag(
         group,
