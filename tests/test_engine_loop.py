@@ -66,7 +66,8 @@ def test_every_mode_trains_digits_and_loss_falls(mode, autocast, param, scaler) 
     # true-half modes keep BatchNorm in fp32; the others keep it in the parameter dtype
     assert probe.seen["bn_param"] == (torch.float32 if mode.endswith("-true") else param)
     assert probe.seen["scaler"] is scaler
-    assert probe.seen["default_dtype"] == param
+    # fp64 makes float64 the loop's default; true-half modes only inside the model's forward
+    assert probe.seen["default_dtype"] == (torch.float64 if mode == "fp64" else torch.float32)
     assert torch.get_default_dtype() == torch.float32  # restored after the run
     assert torch.backends.cudnn.allow_tf32 is True and torch.backends.cuda.matmul.allow_tf32 is False
 
@@ -111,7 +112,7 @@ class Boom:
 
 
 @pytest.mark.parametrize(
-    ("mode", "tf32", "dtype"), [("tf32", True, torch.float32), ("bf16-true", False, torch.bfloat16)]
+    ("mode", "tf32", "dtype"), [("tf32", True, torch.float32), ("fp64", False, torch.float64)]
 )
 def test_global_state_restored_when_training_raises(mode: str, tf32: bool, dtype: torch.dtype) -> None:
     with pytest.raises(RuntimeError, match="boom at step 1"):

@@ -132,6 +132,11 @@ BAD: list[tuple[str, Callable[[], tuple[Any, Any, dict[str, Any]]], type[Excepti
      "precision is a dtype; valid: a Precision, e.g. Precision('bf16-mixed', 'cuda'), or a mode name"),
     ("precision-unknown-name", lambda: (_model_sgd()[1], "bf17", {}), PrecisionError,
      "unknown precision 'bf17'; valid: fp64, fp32"),
+    ("wrapper-as-optimizer", lambda: (PrecisionOptimizer(_model_sgd()[1], "fp32"), Precision("fp32"), {}),
+     UsageError, "optimizer is already a PrecisionOptimizer (a torch.optim.Optimizer too); valid: the torch "
+     "optimizer it wraps (opt.optimizer)"),
+    ("wrapper-in-list", lambda: ([PrecisionOptimizer(_model_sgd()[1], "fp32")], Precision("fp32"), {}),
+     UsageError, "optimizer is already a PrecisionOptimizer"),
 ]  # fmt: skip
 
 

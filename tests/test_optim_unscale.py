@@ -182,7 +182,8 @@ def test_fp16_true_norm_overflow_of_finite_gradients_is_not_a_skip() -> None:
     opt = PrecisionOptimizer(torch.optim.SGD([param], lr=1e-6), Precision("fp16-true"), track_grad_norm=True)
     opt.backward((param.float() * 20000.0).sum())  # every gradient 20000: finite, but its 2-norm is 160000
     outcome = opt.step()
-    assert outcome.grad_norm == float("inf") and outcome.applied and torch.isfinite(param).all()
+    assert outcome.applied and torch.isfinite(param).all()
+    assert outcome.grad_norm == 160000.0  # computed again in float32, not float16's inf
 
 
 @pytest.mark.parametrize("track", [False, True])

@@ -196,9 +196,9 @@ def test_prec_custom_fwd_sees_float32_and_backward_works(called: bool, mode: str
         assert projected.dtype == torch.bfloat16
         out = rasterise.apply(projected, colors)
     assert seen["dtypes"] == (torch.float32, torch.float32) and seen["autocast"] is False
-    assert out.dtype == torch.float32
+    assert out.dtype == torch.float32  # outside a bf16-true model's forward: the loop's float32
     out.sum().backward()
-    assert seen["bwd_dtype"] == torch.float32
+    assert seen["bwd_dtype"] == torch.float32  # custom_bwd hands the backward float32 gradients
     assert means.grad is not None and means.grad.dtype == means.dtype and torch.isfinite(means.grad).all()
     assert colors.grad is not None and colors.grad.shape == colors.shape
 

@@ -29,7 +29,8 @@ def test_scope_restores_global_state_after_exception(mode: str) -> None:
     assert _flags() == before
     assert inside[0] is inside[1] is (mode == "tf32")
     assert inside[2] == ("high" if mode == "tf32" else "highest")
-    assert inside[3] == precision.spec.param_dtype
+    # fp64 makes float64 the default; true-half modes leave the user's tensors float32
+    assert inside[3] == (torch.float64 if mode == "fp64" else torch.float32)
 
 
 def test_fp32_switches_off_both_tf32_flags() -> None:
@@ -123,3 +124,25 @@ def test_constructors_from_env_and_args() -> None:
         ["--mixed-precision", "--amp_dtype", "bf16"]
     )
     assert Precision.from_args(args).name == "bf16-mixed"
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bf16-mixed", "bf16-true"])
+def test_inference_outputs_can_feed_a_loss_like_no_grad_ones(mode: str) -> None:
+    """Distillation (QA s13b): teacher features under prec.inference(), a student regresses them. Under
+    inference_mode fp32 failed ("Inference tensors cannot be saved for backward") while bf16 worked."""
+    precision = Precision(mode)
+    losses = {}
+    for context in ("inference", "no_grad"):  # ampkit's context, and the script's own before the port
+        torch.manual_seed(0)
+        teacher, student = precision.prepare(nn.Linear(8, 8)), precision.prepare(nn.Linear(8, 8))
+        x = precision.cast_inputs(torch.randn(4, 8))
+        with precision.inference() if context == "inference" else torch.no_grad(), precision.autocast():
+            target = teacher(x)
+        assert not target.requires_grad and not torch.is_inference(target)
+        with precision.autocast():
+            loss = nn.functional.mse_loss(student(x).float(), target.float())
+        loss.backward()
+        assert student.weight.grad is not None and teacher.weight.grad is None
+        losses[context] = (loss, student.weight.grad)
+    assert torch.equal(losses["inference"][0], losses["no_grad"][0])
+    assert torch.equal(losses["inference"][1], losses["no_grad"][1])

@@ -130,18 +130,83 @@ def _function(prec: Precision) -> type[torch.autograd.Function]:
     return Fn
 
 
-def test_fp64_functions_and_fp32_losses_stay_in_float64() -> None:
-    """fp64: everything in float64 — a custom Function and an @fp32 loss are never narrowed."""
+def test_fp64_hands_float32_kernels_float32_and_gets_float64_back() -> None:
+    """fp64: a float32-only Function or ``@fp32`` helper gets float32 (float64 inputs are cast too, as
+    docs/adopt.md promises) and, in fp64 code (scope, a prepared module's forward), returns float64."""
     prec = Precision("fp64", "cpu")
     x = torch.randn(3, dtype=torch.float64, requires_grad=True)
     seen.clear()
-    y = _function(prec).apply(x)
+    with prec.scope():
+        y = _function(prec).apply(x)
     y.sum().backward()
-    assert seen == [torch.float64] and y.dtype == torch.float64
-    assert x.grad is not None and torch.equal(x.grad, 2 * x.detach())
+    assert seen == [torch.float32] and y.dtype == torch.float64
+    assert x.grad is not None and x.grad.dtype == torch.float64
+    torch.testing.assert_close(x.grad, 2 * x.detach().float().double())  # computed in float32
 
     @fp32
     def loss(a: torch.Tensor) -> torch.Tensor:
+        seen.append(a.dtype)
         return a.sum()
 
-    assert loss(x).dtype == torch.float64 and loss(x.bfloat16()).dtype == torch.float32
+    with prec.scope():
+        assert loss(x).dtype == torch.float64 and seen[-1] == torch.float32
+    assert loss(x.bfloat16()).dtype == torch.float32  # not fp64 code: float32, as before
+
+
+class Spectral(nn.Module):
+    """FNO-style layer (QA s12): a complex weight, a complex buffer, a real Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.w = nn.Parameter(0.3 * torch.randn(4, 4, 3, dtype=torch.cfloat))
+        self.register_buffer("phase", torch.polar(torch.ones(3), torch.arange(3.0)))
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: B, C, N
+        xf = torch.fft.rfft(x, dim=-1)[..., :3] * self.phase.to(self.w.dtype)
+        y = torch.fft.irfft(torch.einsum("bim,iom->bom", xf, self.w), n=x.shape[-1], dim=-1)
+        return y + self.lin(x.transpose(1, 2)).transpose(1, 2)
+
+
+# (mode, dtype of the complex weight and buffer, of the real Linear) after prepare
+COMPLEX_ROWS = [
+    ("fp64", torch.complex128, torch.float64),
+    ("bf16-true", torch.complex64, torch.bfloat16),  # no complex bf16: left as it was
+    ("fp16-true", torch.complex64, torch.float16),
+    ("fp32", torch.complex64, torch.float32),
+]
+
+
+@pytest.mark.parametrize(("mode", "complex_dtype", "real_dtype"), COMPLEX_ROWS)
+def test_complex_parameters_keep_their_imaginary_part(
+    mode: str, complex_dtype: torch.dtype, real_dtype: torch.dtype
+) -> None:
+    model, plain = Spectral(), Spectral()
+    model.w.grad = torch.full_like(model.w, 1 + 2j)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16 emulated on this CPU
+        prec = Precision(mode, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # torch's "discards the imaginary part" warning
+        prepared = prec.prepare(model)
+    assert prepared is model and model.w.dtype == model.phase.dtype == complex_dtype
+    assert model.lin.weight.dtype == real_dtype and model.w.grad is not None
+    assert model.w.grad.dtype == complex_dtype and model.w.grad[0, 0, 0] == 1 + 2j
+    assert torch.equal(model.w.detach().to(torch.complex128), plain.w.detach().to(torch.complex128))
+    assert torch.equal(model.phase.to(torch.complex128), plain.phase.to(torch.complex128))
+    if mode == "fp64":  # trains as plain PyTorch converted by hand does
+        plain.w.data = plain.w.data.to(torch.complex128)
+        plain.phase = plain.phase.to(torch.complex128)
+        plain.lin.double()
+        x = torch.randn(2, 4, 8, dtype=torch.float64)
+        out, expected = model(x), plain(x)
+        assert out.dtype == torch.float64 and torch.equal(out, expected)
+
+
+def test_complex_tensors_in_a_mapping_keep_their_imaginary_part() -> None:
+    spectrum = nn.Parameter(torch.randn(3, dtype=torch.cfloat))
+    Precision("fp64", "cpu").prepare({"spectrum": spectrum})
+    assert spectrum.dtype == torch.complex128 and spectrum.imag.abs().sum() > 0
+    Precision("bf16-true", "cpu").prepare([spectrum])
+    assert spectrum.dtype == torch.complex128  # no complex bf16: as it was

@@ -162,3 +162,47 @@ def test_spellings_and_spec() -> None:
         None,
         False,
     )
+
+
+class _Finetune(nn.Module):
+    """A pretrained backbone, frozen and put in eval() before prepare (QA s08), and a new head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+        with torch.no_grad():
+            self.backbone[1].running_mean.fill_(0.3)
+            self.backbone[1].running_var.fill_(2.0)
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def test_a_frozen_eval_backbone_stays_in_eval_and_keeps_its_running_stats() -> None:
+    model = _Finetune()
+    flags = {name: m.training for name, m in model.named_modules()}
+    prepared = Precision("int8-qat").prepare(model)
+    assert {name: m.training for name, m in model.named_modules()} == flags  # the caller's model as it was
+    backbone = {n: m.training for n, m in prepared.named_modules() if n.startswith("backbone")}
+    assert backbone and not any(backbone.values()), backbone  # fused ConvBnReLU2d, its bn, fake-quants
+    assert prepared.training and prepared.get_submodule("head.1").training
+    running_mean = next(b for n, b in prepared.named_buffers() if n.endswith("running_mean"))
+    opt = torch.optim.Adam([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
+    x, y = torch.randn(8, 3, 4, 4) * 3 + 1, torch.randint(0, 3, (8,))
+    for _ in range(3):
+        nn.functional.cross_entropy(prepared(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+    assert torch.equal(running_mean, torch.full((4,), 0.3))  # was overwritten by batch statistics
+
+
+def test_an_untraceable_model_gets_its_training_flags_back_too() -> None:
+    model = _Branchy()
+    model.gate.eval()
+    with pytest.raises(PrecisionError, match="cannot trace"):
+        Precision("int8-qat").prepare(model)
+    assert model.training and not model.gate.training and model.out.training

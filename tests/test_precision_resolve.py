@@ -9,6 +9,9 @@ import torch
 
 from ampkit.precision import Precision, PrecisionError, PrecisionRequest, canonical_mode, from_env, resolve
 
+#: Lightning's ``--precision 32-true`` left at its default.
+LIGHTNING_DEFAULT = PrecisionRequest(precision="32-true")
+
 CASES = [
     (PrecisionRequest(), {}, "fp32"),
     (PrecisionRequest(precision="16-mixed"), {}, "fp16-mixed"),
@@ -49,6 +52,27 @@ CASES = [
     (PrecisionRequest(amp=True, amp_dtype="bfloat16"), {}, "bf16-mixed"),
     (PrecisionRequest(amp=True, amp_dtype=torch.float16), {}, "fp16-mixed"),
     (PrecisionRequest(mixed_precision=True, amp_dtype="torch.bfloat16"), {}, "bf16-mixed"),
+    # the script's flags at their defaults: read after the environment, never over it
+    (PrecisionRequest(defaults=LIGHTNING_DEFAULT), {}, "fp32"),
+    (PrecisionRequest(defaults=LIGHTNING_DEFAULT), {"USE_AMP": "1", "AMP_DTYPE": "fp16"}, "fp16-mixed"),
+    (PrecisionRequest(defaults=LIGHTNING_DEFAULT), {"AMPKIT_PRECISION": "bf16-true"}, "bf16-true"),
+    (PrecisionRequest(defaults=LIGHTNING_DEFAULT), {"ACCELERATE_MIXED_PRECISION": "bf16"}, "bf16-mixed"),
+    (PrecisionRequest(defaults=PrecisionRequest(precision="16-mixed")), {}, "fp16-mixed"),
+    (PrecisionRequest(defaults=PrecisionRequest(precision="16-mixed")), {"USE_AMP": "0"}, "fp16-mixed"),
+    (PrecisionRequest(precision="bf16-true", defaults=LIGHTNING_DEFAULT), {"USE_AMP": "1"}, "bf16-true"),
+    # a typed --mixed_precision no: fp32 over the environment, unless another flag asks
+    (PrecisionRequest(mixed_dtype="no"), {"USE_AMP": "1"}, "fp32"),
+    (PrecisionRequest(mixed_dtype="no"), {"ACCELERATE_MIXED_PRECISION": "bf16"}, "fp32"),
+    (PrecisionRequest(mixed_dtype="no", amp=True), {}, "bf16-mixed"),
+    # HF's --tf32 True: tf32 where the rest would be fp32
+    (PrecisionRequest(tf32=True), {}, "tf32"),
+    (PrecisionRequest(tf32=True, bf16=True), {}, "bf16-mixed"),
+    (PrecisionRequest(tf32=True), {"USE_AMP": "1", "AMP_DTYPE": "fp16"}, "fp16-mixed"),
+    (PrecisionRequest(tf32=True), {"AMPKIT_PRECISION": "fp32"}, "tf32"),
+    (PrecisionRequest(tf32=True, defaults=LIGHTNING_DEFAULT), {}, "tf32"),
+    (PrecisionRequest(tf32=True, mixed_dtype="no"), {"USE_AMP": "1"}, "tf32"),
+    (PrecisionRequest(defaults=PrecisionRequest(tf32=True)), {}, "tf32"),
+    (PrecisionRequest(defaults=PrecisionRequest(tf32=True)), {"AMPKIT_PRECISION": "fp32"}, "fp32"),
 ]
 
 
@@ -122,6 +146,8 @@ def test_amp_on_a_cpu_without_bf16_warns_at_the_users_line() -> None:
         ),
         (PrecisionRequest(bf16=True, precision="fp32"), "conflicting precision flags: --precision fp32"),
         (PrecisionRequest(amp=True, amp_dtype="fp32"), "valid: fp16, bf16 (or float16, half, bfloat16"),
+        (PrecisionRequest(precision="fp32", tf32=True), "--tf32 True (= tf32"),
+        (PrecisionRequest(mixed_dtype="maybe"), "--mixed_precision 'maybe': unknown value"),
     ],
 )
 def test_conflicts_and_bad_values(request_: PrecisionRequest, needle: str) -> None:

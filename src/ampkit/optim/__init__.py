@@ -1,6 +1,8 @@
 """``PrecisionOptimizer``: loss scaling, accumulation, unscale -> clip -> step -> update, and the outcome.
 
 - :mod:`.wrapper`: :class:`PrecisionOptimizer` itself;
+- :mod:`.delegation`: its ``torch.optim.Optimizer`` face (groups, state, hooks, schedulers built on it);
+- :mod:`.checkpoint`: ``state_dict`` / ``load_state_dict`` (a plain torch optimizer state too);
 - :mod:`.rewrap`: rebinding it to a rebuilt optimizer, switching its precision;
 - :mod:`.outcome`: :class:`StepOutcome` and the reasons a step is not applied;
 - :mod:`.rebind`: carrying a scheduler over to a rebuilt optimizer;

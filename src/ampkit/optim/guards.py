@@ -53,6 +53,12 @@ def as_optimizers(value: Any, count: int | None = None) -> list[torch.optim.Opti
 
 
 def _optimizers(value: Any) -> list[torch.optim.Optimizer]:
+    items = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if any(getattr(item, "_precision_wrapper", False) is True for item in items):
+        raise UsageError(
+            "PrecisionOptimizer: optimizer is already a PrecisionOptimizer (a torch.optim.Optimizer too); "
+            "valid: the torch optimizer it wraps (opt.optimizer), wrapped once"
+        )
     if is_optimizer(value):
         return [value]
     if isinstance(value, Sequence) and not isinstance(value, str) and value and all(map(is_optimizer, value)):
@@ -119,6 +125,15 @@ def not_ready(call: str, micro: int, accumulate: int) -> str:
     return (
         f"opt.{call}() after {micro} of {accumulate} micro-batches: the gradients are complete once "
         f"opt.ready; call it after the last opt.backward() (or opt.zero_grad() to drop a partial accumulation)"
+    )
+
+
+def half_port(call: str) -> str:
+    """The warning for gradients made without any ``opt.backward()`` (``loss.backward()`` left in place)."""
+    return (
+        f"opt.{call}: parameters have gradients but opt.backward() was never called (loss.backward() left "
+        "in place?): such gradients are not loss-scaled and do not count as micro-batches, so opt.ready "
+        "stays False; call opt.backward(loss) instead"
     )
 
 

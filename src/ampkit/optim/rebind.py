@@ -47,9 +47,9 @@ def carry_schedule(old: torch.optim.Optimizer, new: torch.optim.Optimizer) -> li
     return match
 
 
-def _track_step_called(optimizer: torch.optim.Optimizer) -> None:
-    # torch's LRScheduler wraps optimizer.step to warn when the scheduler steps first; wrap the new
-    # optimizer the same way so a schedule carried over before its first step warns no more than before.
+def track_step_called(optimizer: torch.optim.Optimizer) -> None:
+    """Wrap ``optimizer.step`` as torch's LRScheduler does (it warns when the scheduler steps first): for
+    an optimizer a schedule is carried over to, or a wrapper unpickled with a scheduler built on it."""
     step = optimizer.step
     if hasattr(step, "_wrapped_by_lr_sched") or not hasattr(step, "__func__"):
         return
@@ -83,4 +83,4 @@ def repoint_scheduler(scheduler: Any, new: torch.optim.Optimizer, match: list[in
                 fresh.append(group.get(group_key, values[0]) if group_key else values[0])
         setattr(scheduler, attr, fresh)
     scheduler.optimizer = new
-    _track_step_called(new)
+    track_step_called(new)

@@ -3,17 +3,19 @@
 :class:`Wrapped` holds the optimizers (one, or several behind one loss) and the settings a
 script may change mid-run: ``accumulate``, ``clip_grad_norm``, ``clip_grad_value``. Each is
 checked when it is set (:mod:`.guards`), in the constructor and later alike, so
-``opt.clip_grad_norm = 0`` turns clipping off instead of zeroing every gradient.
+``opt.clip_grad_norm = 0`` turns clipping off instead of zeroing every gradient. It builds on
+:class:`~.delegation.OptimizerFace`, the ``torch.optim.Optimizer`` face.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from . import guards
+from .delegation import OptimizerFace
 
 
 def has_grads(optimizer: torch.optim.Optimizer) -> bool:
@@ -21,7 +23,7 @@ def has_grads(optimizer: torch.optim.Optimizer) -> bool:
     return any(p.grad is not None for g in optimizer.param_groups for p in g["params"])
 
 
-class Wrapped:
+class Wrapped(OptimizerFace):
     """The optimizers and the checked settings; :class:`PrecisionOptimizer` builds on it."""
 
     #: Wrappers alive with a loss scaler: one of them may have made another's gradients.
@@ -31,20 +33,6 @@ class Wrapped:
     _accumulate: int = 1
     _clip_norm: float | None = None
     _clip_value: float | None = None
-
-    @property
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        """The wrapped optimizers (one, unless a list was given)."""
-        return list(self._optimizers)
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        """The wrapped optimizer (with several: :attr:`optimizers`)."""
-        if len(self._optimizers) > 1:
-            raise AttributeError(
-                f"this PrecisionOptimizer wraps {len(self._optimizers)} optimizers: use opt.optimizers[i]"
-            )
-        return self._optimizers[0]
 
     @property
     def accumulate(self) -> int:
@@ -75,6 +63,10 @@ class Wrapped:
 
     def _note_scaler(self) -> None:
         (Wrapped._scaled.add if self.scaler.is_enabled() else Wrapped._scaled.discard)(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._note_scaler()  # an unpickled or deep-copied wrapper counts among the wrappers alive
 
     def _another_scaled(self) -> bool:
         """Another wrapper with a loss scaler is alive (one loss, two wrappers: its backward, our step)."""

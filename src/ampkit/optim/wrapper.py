@@ -7,29 +7,32 @@ lines. The order is the one that is easy to get wrong by hand: scaled backward -
 -> non-finite check -> step -> scaler update -> scheduler (only if the step was applied) -> zero_grad.
 Several optimizers behind one loss share the scaler, the clip and the skip decision (:mod:`.several`);
 what the constructor accepts is checked in :mod:`.guards`; ``rebind`` and ``set_precision`` live in
-:mod:`.rewrap`.
+:mod:`.rewrap`, ``state_dict`` in :mod:`.checkpoint`, the ``torch.optim.Optimizer`` face in :mod:`.delegation`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
 
 import torch
 from torch import nn
 
 from ..precision import Precision, PrecisionError
+from ..warn import warn
 from . import guards, scaler_state, several
-from .finite import grads_finite
-from .half_eps import raise_half_eps
+from .checkpoint import Checkpointed
+from .finite import float32_norm, grads_finite
 from .outcome import NO_GRADIENTS, NONFINITE_GRADIENTS, SCALER_SKIPPED, StepOutcome
-from .rewrap import Rewrappable
 from .settings import has_grads
 from .weights import WeightWatch
 
+T = TypeVar("T")
 
-class PrecisionOptimizer(Rewrappable):
+
+class PrecisionOptimizer(Checkpointed):
     """Wraps ``optimizer`` with ``precision``'s loss scaling, plus accumulation and clipping.
 
     Use ``backward(loss)`` once per micro-batch (inside ``sync_context()`` under DDP), then
@@ -37,7 +40,8 @@ class PrecisionOptimizer(Rewrappable):
     ``grad_norm`` is computed when clipping or when ``track_grad_norm`` is set (a clip of 0: none).
     ``skip_nonfinite`` (default on) skips updates with inf/NaN gradients in modes without a
     loss scaler too, as the GradScaler does for fp16-mixed. ``optimizer`` may be a list (one
-    loss, several optimizers); ``precision`` a mode name (:func:`.guards.as_precision`).
+    loss, several optimizers); ``precision`` a mode name (:func:`.guards.as_precision`). It is a
+    ``torch.optim.Optimizer`` whose groups, state and defaults are the wrapped one's (:mod:`.delegation`).
     """
 
     def __init__(
@@ -73,15 +77,24 @@ class PrecisionOptimizer(Rewrappable):
         self._micro = 0
         self._unscaled = False  # gradients hold their true values until the next step
         self._watch = WeightWatch()
+        self._port_ok = False  # opt.backward() was called (or its absence warned about)
         guards.check_half_params(self.scaler, self._params())
-        raise_half_eps(optimizers, precision.name)
+        self._check_groups()
         self._note_scaler()
 
     # -- the loop -------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """True once ``accumulate`` micro-batches have been backpropagated."""
+        """True once ``accumulate`` micro-batches have been backpropagated (by :meth:`backward`)."""
+        if not self._port_ok:
+            self._check_port("ready")
         return self._micro >= self.accumulate
+
+    def _check_port(self, call: str) -> None:
+        """Until the first :meth:`backward`: gradients made without it are warned about, once."""
+        if any(map(has_grads, self._optimizers)):
+            self._port_ok = True
+            warn(guards.half_port(call), UserWarning)
 
     def sync_context(self) -> contextlib.AbstractContextManager[Any]:
         """``model.no_sync()`` for micro-batches before the last one when the model is DDP-wrapped."""
@@ -101,6 +114,7 @@ class PrecisionOptimizer(Rewrappable):
             loss = loss / self.accumulate
         self.scaler.scale(loss).backward()
         self._micro += 1
+        self._port_ok = True
 
     def unscale_(self) -> None:
         """Divide the gradients by the loss scale now, so every ``.grad`` holds its true value
@@ -139,13 +153,23 @@ class PrecisionOptimizer(Rewrappable):
         if self.clip_grad_value is not None:
             nn.utils.clip_grad_value_(params, self.clip_grad_value)
 
-    def step(self) -> StepOutcome:
+    @overload  # type: ignore[override]  # torch's step returns None (or the closure's float)
+    def step(self, closure: None = None) -> StepOutcome: ...
+    @overload
+    def step(self, closure: Callable[[], T]) -> T: ...
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Unscale -> clip -> check -> step -> scaler update -> scheduler -> zero_grad; returns the outcome.
 
         Never raises for a step it cannot apply: no gradient at all, non-finite gradients
         (``skip_nonfinite``) and scaler skips come back as ``applied=False`` with a ``reason``.
         Raises in the middle of an accumulation (before :attr:`ready`), as :meth:`unscale_` does.
+        ``step(closure)``: the closure (which calls ``opt.backward(loss)``) runs first, with gradients
+        enabled, and its return value is returned, as torch's optimizers do.
         """
+        if closure is not None:
+            return self._closure_step(closure)
+        if len(self._optimizers[0].param_groups) != self._groups:  # add_param_group on the wrapped one
+            self._check_new_groups()
         if 0 < self._micro < self.accumulate:
             raise PrecisionError(guards.not_ready("step", self._micro, self.accumulate))
         enabled = self.scaler.is_enabled()
@@ -158,8 +182,12 @@ class PrecisionOptimizer(Rewrappable):
             return self._finish(False, None, scale, next_scale, NO_GRADIENTS)
         if enabled and self._micro == 0:
             raise PrecisionError(guards.unscaled_backward(self._another_scaled()))
+        if not self._port_ok:
+            self._check_port("step()")
         norm = self._norm(grads)
         grad_norm = None if norm is None else float(norm)  # the one host sync, when a norm is wanted
+        if grad_norm is not None and not math.isfinite(grad_norm):  # float16 overflows past 65504
+            norm, grad_norm = float32_norm(grads)
         if not enabled and self.skip_nonfinite and not grads_finite(grads, grad_norm):
             return self._finish(False, grad_norm, None, None, self._skip_reason(NONFINITE_GRADIENTS))
         self._clip(norm)
@@ -202,11 +230,11 @@ class PrecisionOptimizer(Rewrappable):
         self._unscaled = False
         return StepOutcome(self.steps, applied, grad_norm, scale, next_scale, reason)
 
-    def zero_grad(self) -> None:
-        """Drop gradients and any partial accumulation."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop gradients (``set_to_none=False``: zero them in place) and any partial accumulation."""
         for optimizer in self._optimizers:
             scaler_state.settle(self.scaler, optimizer)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=set_to_none)
         self._micro = 0
         self._unscaled = False
 
@@ -215,26 +243,3 @@ class PrecisionOptimizer(Rewrappable):
         """Alias of :meth:`sync_context` usable as ``with opt.accumulating():``."""
         with self.sync_context():
             yield
-
-    # -- state ------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Optimizer, scaler and scheduler state plus step counters (lists where lists were given)."""
-        return {
-            "optimizer": several.state_of(self._optimizers if len(self._optimizers) > 1 else self.optimizer),
-            "scaler": self.scaler.state_dict(),
-            "scheduler": several.state_of(self.scheduler),
-            "steps": self.steps,
-            "skipped_steps": self.skipped_steps,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (scaler included)."""
-        several.load_into(self._optimizers, state["optimizer"], "optimizer")
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            several.load_into(self.scheduler, state["scheduler"], "scheduler")
-        self.steps = int(state.get("steps", 0))
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        self._micro = 0
-        self._unscaled = False

@@ -6,9 +6,12 @@ parser does not define already: a training script's own ``--mixed_precision`` / 
 stay as the script wrote them, and :class:`FlagOwners` (stored on the parser and as a default on
 the parsed namespace) tells ``Precision.from_args`` which flags are whose, so the script's flags
 are read the way the script meant them. The script's own flags are also made to note on the
-namespace when they were given on the command line, so an explicit ``--amp-dtype float16`` is
-told from the same value as the script's default. HF-Trainer-style ``--fp16`` / ``--bf16``
-switches a script defines are read too (never added). The old per-module flags
+namespace when they were given on the command line (ampkit's own flags too), so an explicit
+``--amp-dtype float16`` is told from the same value as the script's default, and a flag left at
+its default (Lightning's ``--precision 32-true``) never outranks ``USE_AMP`` or a study arm's
+``AMPKIT_PRECISION``. HF-Trainer-style ``--fp16`` / ``--bf16`` / ``--tf32`` switches a script
+defines are read too (never added); on an ``HfArgumentParser`` the parsed flags also reach the
+dataclasses it returns (:mod:`.hf_args`). The old per-module flags
 (``--gt_dca_mixed_precision``, ``--gt_dca_amp_dtype``) are accepted, hidden from ``--help``
 (:mod:`.legacy_flags`, which also has :func:`rewrite_legacy_flags` for an argv).
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .aliases import valid_spellings
+from .hf_args import pass_to_dataclasses
 from .legacy_flags import LEGACY_FLAGS, LegacyFlag
 from .legacy_flags import rewrite_legacy_flags as rewrite_legacy_flags
 
@@ -76,8 +80,8 @@ _FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-#: A script's own precision switches that ampkit reads but never adds (HF Trainer's ``--fp16`` / ``--bf16``).
-_READ_ONLY = ("fp16", "bf16")
+#: A script's own precision switches that ampkit reads but never adds (HF Trainer's ``--fp16`` / ``--bf16`` / ``--tf32``).
+_READ_ONLY = ("fp16", "bf16", "tf32")
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class FlagOwners:
     script_defaults: tuple[tuple[str, Any], ...] = field(default=())
     """``(name, default)`` of the flags the script defined itself."""
     tracked: frozenset[str] = frozenset()
-    """Names of the script's flags whose actions note on the namespace when they are given."""
+    """Names of the flags (ampkit's and the script's) whose actions note on the namespace when given."""
     given: frozenset[str] = frozenset()
     """Names of tracked flags given on the command line this parse (set on the parsed namespace)."""
 
@@ -185,15 +189,17 @@ def add_precision_args(
         if action is None:
             if group is None:
                 group = parser.add_argument_group(group_title)
-            group.add_argument(*both_spellings(name), dest=name, **kwargs)
+            action = group.add_argument(*both_spellings(name), dest=name, **kwargs)
             added.add(name)
             dests.append((name, name))
+            if _track(action, name):
+                tracked.add(name)
         else:
             dests.append((name, action.dest))
             if name not in added:
                 script_defaults.append((name, action.default))
-                if _track(action, name):
-                    tracked.add(name)
+            if _track(action, name):
+                tracked.add(name)
     for name in _READ_ONLY:
         action = _existing(parser, name)
         if action is not None:
@@ -204,10 +210,16 @@ def add_precision_args(
     for legacy, name in LEGACY_FLAGS:
         target = _existing(parser, name)
         if target is not None and _existing(parser, legacy) is None:  # hidden from --help
-            parser.add_argument(
-                *both_spellings(legacy), action=LegacyFlag, target=target, help=argparse.SUPPRESS
+            _track(  # typed: the flag it stands for counts as given
+                parser.add_argument(
+                    *both_spellings(legacy), action=LegacyFlag, target=target, help=argparse.SUPPRESS
+                ),
+                name,
             )
     owners = FlagOwners(frozenset(added), tuple(dests), tuple(script_defaults), frozenset(tracked))
     parser.ampkit_precision_flags = owners  # type: ignore[attr-defined]
     parser.set_defaults(**{OWNERS_ATTR: owners})
+    pass_to_dataclasses(
+        parser, OWNERS_ATTR
+    )  # HfArgumentParser: from_args(training_args) sees --precision too
     return parser

@@ -16,18 +16,19 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from .forward_dtype import set_forward_dtype
 from .fp8 import convert_to_fp8
 from .keep_fp32 import (
     NORM_TYPES,
     ModuleFilter,
-    _cast_floating,
+    cast_floating,
     fp32_backward,
     fp32_forward,
     install_fp32_islands,
 )
 from .modes import ModeSpec
 from .qat import convert_int8, prepare_qat
-from .tensors import prepare_tensors
+from .tensors import cast_module_, prepare_tensors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,12 +56,13 @@ class PrecisionConversions:
         model.to(self.device)
         out_dtype = self.spec.param_dtype if self.spec.is_true_low else None
         keep: list[nn.Module] = [m for _, m in self.keep_fp32.select(model)]
+        if self.spec.param_dtype != torch.float32:
+            cast_module_(model, self.spec.param_dtype)  # complex parameters stay complex
+            # tensors the forward creates without a dtype match the weights; the user's do not change
+            set_forward_dtype(model, self.spec.param_dtype)
         if self.spec.is_true_low:
-            model.to(self.spec.param_dtype)
             kept = {id(m) for m in keep}
             keep += [m for m in model.modules() if isinstance(m, NORM_TYPES) and id(m) not in kept]
-        elif self.spec.param_dtype != torch.float32:
-            model.to(self.spec.param_dtype)
         if keep and (self.spec.is_true_low or self.spec.is_mixed):
             install_fp32_islands(model, keep, out_dtype)
         if self.spec.fp8:
@@ -74,7 +76,9 @@ class PrecisionConversions:
     # -- custom autograd Functions -------------------------------------------------------------
     def custom_fwd(self, fwd: F | None = None) -> Any:
         """Decorator for a custom autograd Function's ``forward(ctx, ...)``: it runs in float32 on this
-        device in every mode (autocast off inside, floating inputs cast to fp32). Bare or called::
+        device in every mode (autocast off inside, every floating input, float64 too, cast to fp32).
+        Outputs stay float32 under autocast and otherwise go back to the first floating input's
+        dtype (bf16 in bf16-true, float64 in fp64). Bare or called::
 
             class Rasterise(torch.autograd.Function):
                 @staticmethod
@@ -87,12 +91,12 @@ class PrecisionConversions:
         """
         if fwd is None:
             return self.custom_fwd
-        # fp64 computes everything in float64: the Function too (never narrowed to float32)
-        wide = torch.float64 if self.spec.param_dtype == torch.float64 else torch.float32
-        return fp32_forward(fwd, self.device.type, wide)
+        return fp32_forward(fwd, self.device.type)
 
     def custom_bwd(self, bwd: F | None = None) -> Any:
-        """Decorator for the same Function's ``backward``: the autocast state its forward had. Bare or called."""
+        """Decorator for the same Function's ``backward``: the autocast state its forward had, floating
+        incoming gradients as float32 (input gradients reach autograd, which gives each input its
+        own dtype). Bare or called."""
         if bwd is None:
             return self.custom_bwd
         return fp32_backward(bwd, self.device.type)
@@ -117,4 +121,4 @@ class PrecisionConversions:
         """Floating tensors in ``batch`` to the parameter dtype (true-half and fp64 modes; else unchanged)."""
         if self.spec.param_dtype == torch.float32:
             return batch
-        return _cast_floating(batch, self.spec.param_dtype)
+        return cast_floating(batch, self.spec.param_dtype)

@@ -1,7 +1,8 @@
 """Precision from the environment: a study arm's ``AMPKIT_PRECISION``, ``USE_AMP``/``AMP_DTYPE``,
 Accelerate's ``ACCELERATE_MIXED_PRECISION``, and what ``--amp`` / ``USE_AMP=1`` mean on a device.
 
-:mod:`.resolve` weighs these against a command line's flags (flags win).
+:mod:`.resolve` weighs these against a command line's flags (typed flags win; a flag left at its
+default does not).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 from .aliases import PrecisionError
 from .module_filter import ModuleFilter as ModuleFilter
@@ -33,7 +33,10 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 
 
-def _cast_floating(tree: Any, dtype: torch.dtype) -> Any:
+def cast_floating(tree: Any, dtype: torch.dtype) -> Any:
+    """Every real floating-point tensor in ``tree`` (nested tuples, lists, dicts) as ``dtype``;
+    other values (integer and complex tensors, non-tensors) as they are."""
+
     def cast(x: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype:
             return x.to(dtype)
@@ -42,16 +45,34 @@ def _cast_floating(tree: Any, dtype: torch.dtype) -> Any:
     return tree_map(cast, tree)
 
 
-def _widen(tree: Any) -> Any:
-    """Floating tensors narrower than float32 to float32; float32 and float64 stay as they are (an
-    ``@fp32`` loss under fp64 runs in fp64)."""
+def first_floating_dtype(tree: Any) -> torch.dtype | None:
+    """dtype of the first real floating-point tensor in ``tree``, or None."""
+    for leaf in tree_leaves(tree):
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point():
+            return leaf.dtype  # type: ignore[no-any-return]
+    return None
 
-    def cast(x: Any) -> Any:
-        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype.itemsize < 4:
-            return x.to(torch.float32)
-        return x
 
-    return tree_map(cast, tree)
+def autocast_on(devices: Iterable[str]) -> bool:
+    """Whether autocast is enabled now on any of ``devices``."""
+    return any(torch.is_autocast_enabled(d) for d in devices)
+
+
+def call_fp32(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], autocast: bool) -> Any:
+    """``fn(*args, **kwargs)`` with every floating tensor argument (float64 too) cast to float32,
+    its floating outputs handed back in the dtype the caller computes in.
+
+    That is float32 under ``autocast`` (its state at the call: mixed modes), as with
+    ``torch.amp.custom_fwd(cast_inputs=torch.float32)``: autocast casts them where they go next.
+    Otherwise it is the first floating argument's dtype when that is torch's default dtype — a
+    true-half or fp64 model's forward, where ``prepare`` makes the parameter dtype the default,
+    so a bf16 layer after a custom op gets bf16 — and float32 for other code (a mixed mode's
+    loss after its autocast block, a loss on a bf16-true model's output)."""
+    back = None if autocast else first_floating_dtype((args, kwargs))
+    out = fn(*cast_floating(args, torch.float32), **cast_floating(kwargs, torch.float32))
+    if back is None or back == torch.float32 or back != torch.get_default_dtype():
+        return out
+    return cast_floating(out, back)
 
 
 class _Fp32Island:
@@ -61,10 +82,10 @@ class _Fp32Island:
         self.out_dtype = out_dtype
 
     def before(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return _cast_floating(args, torch.float32), _cast_floating(kwargs, torch.float32)
+        return cast_floating(args, torch.float32), cast_floating(kwargs, torch.float32)
 
     def after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
-        return output if self.out_dtype is None else _cast_floating(output, self.out_dtype)
+        return output if self.out_dtype is None else cast_floating(output, self.out_dtype)
 
 
 class _AutocastOffForward:
@@ -116,16 +137,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fp32(fn: F) -> F:
-    """Decorator: run ``fn`` in float32 under any mixed mode (16-bit floating tensor arguments cast to
-    fp32; float64 ones are left wide).
+    """Decorator: run ``fn`` in float32 in every mode — autocast off inside, every floating tensor
+    argument (float64 too) cast to float32 — for losses such as SSIM or Pearson correlation whose
+    sums and divisions lose too much in 16 bits, and for float32-only kernels.
 
-    For losses such as SSIM or Pearson correlation whose sums and divisions lose too much in 16 bits.
+    Outputs come back in the dtype the caller computes in (:func:`call_fp32`): float32 under
+    autocast and in float32 code, bf16/fp16/float64 inside a true-half or fp64 model's forward.
+    On a custom autograd Function's ``forward``, an undecorated ``backward`` receives gradients
+    in the output's dtype; decorate it with ``@prec.custom_bwd`` (or :func:`fp32_custom_bwd`)
+    to receive them as float32.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        autocast = autocast_on(_AUTOCAST_DEVICES)  # read before fp32_region switches it off
         with fp32_region():
-            return fn(*_widen(args), **_widen(kwargs))
+            return call_fp32(fn, args, kwargs, autocast)
 
     return wrapper  # type: ignore[return-value]
 
@@ -155,24 +182,31 @@ def _device_type_of(device_type: Any, decorator: str) -> str:
     return device_type
 
 
-def fp32_forward(fwd: F, device_type: str, dtype: torch.dtype = torch.float32) -> F:
+def fp32_forward(fwd: F, device_type: str) -> F:
     """``fwd`` (a custom autograd Function's ``forward(ctx, ...)``) run in float32 in every mode:
-    autocast off inside and floating tensor inputs cast to float32 — under autocast (as
-    ``torch.amp.custom_fwd(cast_inputs=torch.float32)``) and also in true-half modes, where
-    the inputs would otherwise arrive as bf16/fp16. ``dtype=torch.float64`` (fp64 mode): inputs
-    arrive as float64 instead, never narrowed."""
+    autocast off inside and every floating tensor input (float64 too) cast to float32, as
+    ``torch.amp.custom_fwd(cast_inputs=torch.float32)`` does under autocast. Outputs in the
+    caller's dtype (:func:`call_fp32`: a bf16 layer after the Function in a bf16-true model's
+    forward gets bf16); autograd hands each input a gradient of its own dtype."""
     wrapped = torch.amp.custom_fwd(fwd, device_type=device_type, cast_inputs=torch.float32)
 
     @functools.wraps(fwd)
     def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
-        return wrapped(ctx, *_cast_floating(args, dtype), **_cast_floating(kwargs, dtype))
+        return call_fp32(functools.partial(wrapped, ctx), args, kwargs, autocast_on((device_type,)))
 
     return forward  # type: ignore[return-value]
 
 
 def fp32_backward(bwd: F, device_type: str) -> F:
-    """``bwd`` run with the autocast state its forward had (``torch.amp.custom_bwd``)."""
-    return torch.amp.custom_bwd(bwd, device_type=device_type)  # type: ignore[no-any-return]
+    """``bwd`` run with the autocast state its forward had (``torch.amp.custom_bwd``) and its
+    floating incoming gradients as float32 (they come in the outputs' dtype, bf16 in bf16-true)."""
+    wrapped = torch.amp.custom_bwd(bwd, device_type=device_type)
+
+    @functools.wraps(bwd)
+    def backward(ctx: Any, *grads: Any) -> Any:
+        return wrapped(ctx, *cast_floating(grads, torch.float32))
+
+    return backward  # type: ignore[return-value]
 
 
 def fp32_custom_fwd(device_type: str | torch.device | None = None) -> Callable[[F], F]:

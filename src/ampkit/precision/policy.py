@@ -154,7 +154,12 @@ class Precision(PrecisionConversions):
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[Precision]:
-        """Set the global state this mode needs (TF32 flags, default dtype); restore it on exit, always."""
+        """Set the global flags this mode needs (TF32 for matmul and cuDNN; fp64: float64 as the
+        default dtype) and restore them on exit, always.
+
+        True-half modes leave the default dtype alone: tensors the loop creates (counters,
+        targets, accumulators) stay float32. Tensors a prepared module's forward creates match its
+        bf16/fp16 weights anyway: :meth:`prepare` sets the default dtype for that forward only."""
         matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
         saved = (
             matmul.allow_tf32,
@@ -165,8 +170,8 @@ class Precision(PrecisionConversions):
         try:
             matmul.allow_tf32 = cudnn.allow_tf32 = self.spec.tf32
             torch.set_float32_matmul_precision("high" if self.spec.tf32 else "highest")
-            if self.spec.param_dtype != torch.float32:
-                torch.set_default_dtype(self.spec.param_dtype)
+            if self.spec.param_dtype == torch.float64:
+                torch.set_default_dtype(torch.float64)
             yield self
         finally:
             matmul.allow_tf32, cudnn.allow_tf32 = saved[0], saved[1]
@@ -175,8 +180,10 @@ class Precision(PrecisionConversions):
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
-        """Evaluation/prediction under this precision: global flags, autocast, no autograd, no scaler."""
-        with self.scope(), torch.inference_mode(), self.autocast():
+        """Evaluation/prediction under this precision: :meth:`scope`, :meth:`autocast` and
+        ``torch.no_grad()`` (not ``inference_mode``: its outputs can feed a loss, e.g. a
+        teacher's in distillation, the same way in every mode); no scaler."""
+        with self.scope(), torch.no_grad(), self.autocast():
             yield
 
     # -- conversions ----------------------------------------------------------------------------
@@ -189,7 +196,10 @@ class Precision(PrecisionConversions):
         selection in fp32 (for a mapping, ``re:`` items search the keys and plain items equal
         them); mixed modes keep fp32 weights and run the ``keep_fp32`` modules with autocast off.
         Tensors are cast in place (``t.data``, ``t.grad`` too), so optimizers holding them still
-        do. fp8 modes swap ``nn.Linear`` layers outside ``keep_fp32`` for
+        do; complex ones keep their imaginary part (complex128 under fp64, unchanged under
+        bf16/fp16). Under fp64 and true-half modes a module's forward runs with the parameter
+        dtype as torch's default dtype (only its forward: the caller's tensors stay float32).
+        fp8 modes swap ``nn.Linear`` layers outside ``keep_fp32`` for
         :class:`~ampkit.precision.fp8.Float8Linear` (same parameters). Returns the same object,
         modified in place — except int8-qat, which returns a traced, fake-quantised copy of a
         module sharing the parameters (use the returned module). Anything else: :class:`UsageError`.

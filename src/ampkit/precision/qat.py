@@ -75,10 +75,10 @@ def prepare_qat(model: nn.Module, keep: ModuleFilter) -> nn.Module:
     for name in kept:
         mapping.set_module_name(name, None)
     custom = PrepareCustomConfig().set_non_traceable_module_names(kept)
-    was_training = model.training
+    modes = {name: module.training for name, module in model.named_modules()}
     try:
         with _quiet():
-            # example_inputs only feed standalone modules, which ampkit does not use.
+            # QAT fusion wants train mode; example_inputs only feed standalone modules (unused here).
             prepared = prepare_qat_fx(model.train(), mapping, example_inputs=(), prepare_custom_config=custom)
     except Exception as err:  # torch.fx raises many types (TraceError, TypeError, ...) for untraceable code
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -86,6 +86,8 @@ def prepare_qat(model: nn.Module, keep: ModuleFilter) -> nn.Module:
             f"int8-qat: torch.fx cannot trace {type(model).__name__} ({first}); keep the untraceable "
             "submodule out of quantisation with --keep-fp32 're:^its\\.name$', or use another mode"
         ) from err
+    finally:
+        _restore_modes(model, modes)  # the caller's model as it was: a frozen eval() backbone stays eval
     with torch.no_grad(), _quiet():
         # Per-channel weight observers start as empty tensors and take their shape at the first
         # forward; observing the initial weights now gives every buffer its final shape up front
@@ -94,8 +96,19 @@ def prepare_qat(model: nn.Module, keep: ModuleFilter) -> nn.Module:
             observe, weight = getattr(module, "weight_fake_quant", None), getattr(module, "weight", None)
             if isinstance(observe, nn.Module) and isinstance(weight, torch.Tensor):
                 observe(weight.detach())
-    prepared.train(was_training)
+    _restore_modes(prepared, modes)
     return prepared
+
+
+def _restore_modes(model: nn.Module, modes: dict[str, bool]) -> None:
+    """Each submodule's ``training`` flag from ``modes`` (name -> flag, recorded before tracing), one
+    module at a time (``train()`` would recurse). A module the tracing added or fused (fake-quant,
+    observers, the BatchNorm inside a fused ConvBn) takes the flag of its nearest recorded ancestor."""
+    for name, module in model.named_modules():
+        path = name
+        while path not in modes and path:
+            path = path.rpartition(".")[0]
+        module.training = modes.get(path, modes.get("", True))
 
 
 def convert_int8(model: nn.Module) -> nn.Module:

@@ -34,11 +34,33 @@ def trainable(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, nn.Parameter) or tensor.requires_grad
 
 
+#: The complex dtype whose parts are a real dtype; bf16 and fp16 have none that torch computes with.
+COMPLEX_OF: dict[torch.dtype, torch.dtype] = {torch.float64: torch.complex128, torch.float32: torch.complex64}
+
+
+def cast_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a precision with parameter dtype ``dtype`` gives ``tensor``: ``dtype`` for a real
+    floating tensor; for a complex one the complex dtype made of ``dtype`` (complex128 under
+    fp64), or its own where there is none (no complex bf16: never cast to a real dtype, which
+    would drop the imaginary part); integer and bool tensors keep theirs."""
+    if tensor.is_floating_point():
+        return dtype
+    if tensor.is_complex():
+        return COMPLEX_OF.get(dtype, tensor.dtype)
+    return tensor.dtype
+
+
+def cast_module_(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``module.to(dtype)`` that keeps complex parameters and buffers complex (:func:`cast_dtype`);
+    parameters stay the same objects and their ``.grad`` follows."""
+    return module._apply(lambda t: t.to(cast_dtype(t, dtype)))
+
+
 def move_tensor_(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> None:
-    """Move ``tensor`` (and its ``.grad``) to ``device`` and, when floating, trainable and ``dtype``
-    is given, to ``dtype`` — in place: the tensor object stays the same."""
-    cast = dtype is not None and tensor.is_floating_point() and trainable(tensor)
-    target = dtype if cast and dtype is not None else tensor.dtype
+    """Move ``tensor`` (and its ``.grad``) to ``device`` and, when trainable and ``dtype`` is given,
+    to :func:`cast_dtype` — in place: the tensor object stays the same."""
+    cast = dtype is not None and trainable(tensor)
+    target = cast_dtype(tensor, dtype) if cast and dtype is not None else tensor.dtype
     if tensor.device != device or tensor.dtype != target:
         with torch.no_grad():
             tensor.data = tensor.data.to(device=device, dtype=target)
