@@ -204,3 +204,44 @@ def test_encoding_leaves_torch_threads_as_found() -> None:
     before = torch.get_num_threads()
     encode(np.zeros(10, np.float32), CodecOptions(dtype="fp16"), "s")
     assert torch.get_num_threads() == before
+
+
+_F16_VALUES = np.linspace(0.0, 20.89, 20).astype(
+    np.float16
+)  # off-centre: the range middle would lower the bound
+
+
+@pytest.mark.parametrize(
+    ("x", "offset"),
+    [
+        (_F16_VALUES, 0.0),  # a float16 source: exact as it is (M7)
+        (_F16_VALUES.astype(np.float32), 0.0),  # float16 values held in float32: the same
+        (
+            np.concatenate([_F16_VALUES.astype(np.float64), np.full(5000, 7.25)]),
+            0.0,
+        ),  # exact beyond the first probe
+        (
+            np.concatenate([np.full(5000, 7.25), [7.2501]]),
+            None,
+        ),  # one inexact value at the very end: the middle
+        (
+            np.linspace(1000.0, 1100.0, 50, dtype=np.float32) + 0.01,
+            None,
+        ),  # ordinary data: the middle still wins
+    ],
+    ids=[
+        "float16-source",
+        "float16-values-in-float32",
+        "float16-values-long",
+        "one-inexact-value",
+        "ordinary",
+    ],
+)
+def test_auto_keeps_float16_values_exact_with_offset_zero(x: np.ndarray, offset: float | None) -> None:
+    enc = encode(x, CodecOptions(dtype="auto"), "x")
+    assert enc.dtype == "float16"
+    if offset is None:  # offset 0 would be inexact here: the range middle lowers the error bound
+        assert enc.offset != 0.0 and enc.max_abs > 0
+    else:
+        assert enc.offset == offset and enc.max_abs == 0.0 and enc.max_rel == 0.0
+        np.testing.assert_array_equal(_decoded(enc), x.astype(np.float32))

@@ -24,7 +24,8 @@ from ampkit.data.codec import CodecOptions
 from ampkit.data.convert import DELAY_ENV, ConvertOptions, convert, plan_shards
 from ampkit.data.format import decode_array, load_manifest, read_sample, rebuild_manifest, shard_paths
 from ampkit.data.phantoms import write_phantom_dataset
-from ampkit.data.sources import discover, load
+from ampkit.data.sourceread import load
+from ampkit.data.sources import discover
 from ampkit.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -379,3 +380,35 @@ def test_ctrl_c_with_workers_keeps_complete_shards_and_leaves_no_temporary(
     assert 1 <= len(shard_paths(tmp_path / "out")) < 6 and "manifest.json" not in names
     monkeypatch.delenv(DELAY_ENV)
     assert _convert([str(src)], tmp_path / "out") == reference  # the kept shards resume to the same result
+
+
+@pytest.mark.parametrize(
+    ("arrays", "counts"),
+    [
+        ([np.full(16, np.nan, np.float32)], [16]),  # all NaN: "max abs error 0" alone would hide it (M8)
+        ([np.array([np.inf, -np.inf, 1.25, 100.5], np.float32), np.ones(4, np.float32)], [2, 0]),
+        ([np.ones(4, np.float32)], [0]),  # clean data: no field, the bytes of earlier versions
+    ],
+    ids=["all-nan", "inf-and-clean", "clean"],
+)
+def test_kept_nonfinite_values_are_counted_per_sample_and_in_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arrays: list[np.ndarray], counts: list[int]
+) -> None:
+    (tmp_path / "src").mkdir()
+    for i, a in enumerate(arrays):
+        np.save(tmp_path / "src" / f"s{i}.npy", a)
+    out = tmp_path / "out"
+    assert (
+        main(["convert", str(tmp_path / "src"), "--out", str(out), "--on-nonfinite", "keep", "--quiet"]) == 0
+    )
+    metas = [meta for _, meta in _samples(out).values()]
+    assert [m.get("nonfinite", 0) for m in metas] == counts
+    assert all(("nonfinite" in m) == (n > 0) for m, n in zip(metas, counts))
+    manifest = load_manifest(out)
+    assert manifest["nonfinite"] == sum(counts) and rebuild_manifest(out, write=False) == manifest
+    kept = f"NaN/Inf kept: {sum(counts)}"
+    assert (kept in capsys.readouterr().out) == (sum(counts) > 0)
+    assert main(["verify-shards", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nonfinite"] == sum(counts)

@@ -249,3 +249,15 @@ def test_old_entries_with_sha256_only_still_read() -> None:
     assert sample_check({**entry, "crc32c": 7, "xxh3": "0" * 16}) == "xxh3"
     with pytest.raises(ValueError, match="none of xxh3, crc32c, sha256"):
         sample_check({"key": "k"})
+
+
+@pytest.mark.parametrize(
+    "name", [".shard-000001.tar.tmp\n", "shard-000001.tar\n", "x.shard-000001.tar.tmp", ".shard-1.tar.tmp"]
+)
+def test_file_name_patterns_match_whole_names_only(name: str) -> None:
+    """A trailing newline (``$`` would allow it) or a prefix never makes a name look like ampkit's."""
+    from ampkit.data.format import TMP_RE
+    from ampkit.data.schema import SHARD_RE
+
+    assert not TMP_RE.match(name) and not SHARD_RE.match(name)
+    assert TMP_RE.match(".shard-000001.tar.tmp") and SHARD_RE.match("shard-000001.tar")

@@ -12,7 +12,8 @@ import pytest
 from ampkit.data.codec import CodecOptions, encode
 from ampkit.data.scratch import Scratch
 from ampkit.data.shardjob import encode_sample
-from ampkit.data.sources import discover, load
+from ampkit.data.sourceread import load
+from ampkit.data.sources import discover
 
 
 def test_views_reuse_one_buffer_per_slot_and_grow_when_needed() -> None:

@@ -89,3 +89,47 @@ def test_open_regular_gives_the_descriptor_and_size(tmp_path: Path) -> None:
         assert info.st_size == 5 and os.pread(fd, 5, 0) == b"12345"
     finally:
         os.close(fd)
+
+
+def _sparse(size: int):  # type: ignore[no-untyped-def]
+    def make(tmp: Path) -> Path:
+        with open(tmp / "big", "wb") as fh:
+            fh.truncate(size)  # sparse: nothing written, nothing to read
+        return tmp / "big"
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (_fifo, OSError, "not a regular file"),  # never blocks, never reads
+        (lambda tmp: Path("/dev/zero"), OSError, "not a regular file"),  # endless: never read at all
+        (_folder, IsADirectoryError, "is a folder"),
+        (
+            _sparse(1 << 40),
+            fsutil.FileTooLarge,
+            "1,099,511,627,776 bytes, more than 1,000",
+        ),  # refused from fstat
+        (_sparse(1001), fsutil.FileTooLarge, "1,001 bytes, more than 1,000"),
+    ],
+    ids=["fifo", "dev-zero", "folder", "sparse-1-tib", "one-byte-over"],
+)
+def test_read_limited_refuses_special_and_oversized_files(make, error, words, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=words.replace("(", r"\(")):
+        fsutil.read_limited(make(tmp_path), 1000)
+
+
+def test_read_limited_reads_a_file_up_to_its_limit(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 1000)
+    assert fsutil.read_limited(tmp_path / "f", 1000) == b"x" * 1000
+    with fsutil.open_binary(tmp_path / "f") as fh:  # blocking again: a regular file reads in full
+        assert os.get_blocking(fh.fileno()) and fh.read() == b"x" * 1000
+
+
+def test_read_regular_reads_up_to_its_limit_and_never_waits_on_a_fifo(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"0123456789")
+    assert fsutil.read_regular(tmp_path / "f") == b"0123456789"
+    assert fsutil.read_regular(tmp_path / "f", 4) == b"0123"
+    with pytest.raises(OSError, match="not a regular file"):
+        fsutil.read_regular(_fifo(tmp_path))  # no writer: a blocking read would wait forever

@@ -224,9 +224,9 @@ HOSTILE = [
     Case("doctor-budget-just-over", ["doctor", "--budget", "600.5"], needle="--budget 600.5: longer than 600 s"),
     # R9: a hand-edited size in a checkpoint: one line naming the field, before the task is built
     Case("evaluate-checkpoint-size-huge", ["evaluate", "{tmp}/run"], setup=checkpoint_with(size="huge"),
-         needle="{tmp}/run/last.pt: damaged checkpoint: config.size = 'huge'; valid: default, small, gpu"),
+         needle="{tmp}/run/last.pt: config.size is 'huge'; valid: default, small, gpu"),
     Case("evaluate-checkpoint-ct-size-gpu", ["evaluate", "{tmp}/run"], setup=checkpoint_with(task="ct", size="gpu"),
-         needle="config.size = 'gpu'; valid: default, small"),
+         needle="config.size is 'gpu'; valid: default, small (task ct)"),
     # evaluate checks the flags train and analyze check, alike
     Case("evaluate-keep-fp32-empty", ["evaluate", "{tmp}/run", "--keep-fp32", ""], setup=checkpoint_with(),
          needle="--keep-fp32 '': an empty selection"),

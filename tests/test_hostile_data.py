@@ -136,9 +136,14 @@ def flip(ds: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def forged_sample(meta_change: Callable[[dict[str, Any]], None], bin_bytes0: bytes | None = None) -> Setup:
+def forged_sample(
+    meta_change: Callable[[dict[str, Any]], None],
+    bin_bytes0: bytes | None = None,
+    raw: Callable[[bytes], bytes] | None = None,
+) -> Setup:
     """``dataset`` whose shard 0 is rewritten with sample 0's JSON changed (and its data replaced by
-    ``bin_bytes0`` when given), checksums and manifest updated to match: only the content is wrong."""
+    ``bin_bytes0`` when given, its JSON text by ``raw(text)``), checksums and manifest updated to
+    match: only the content is wrong."""
 
     def change(ds: Path) -> None:
         from ampkit.data.format import read_index, read_sample
@@ -150,14 +155,97 @@ def forged_sample(meta_change: Callable[[dict[str, Any]], None], bin_bytes0: byt
         if bin_bytes0 is not None:
             samples[0] = (bin_bytes0, samples[0][1])
         writer = ShardWriter(ds, 0)
-        for e, (bin_bytes, meta) in zip(entries, samples):
-            writer.add(e["key"], bin_bytes, json.dumps(meta).encode())
+        for i, (e, (bin_bytes, meta)) in enumerate(zip(entries, samples)):
+            text = json.dumps(meta).encode()
+            writer.add(e["key"], bin_bytes, raw(text) if raw is not None and i == 0 else text)
         writer.close()
         m = json.loads((ds / "manifest.json").read_text())
         m["shards"][0].update(samples=writer.samples, sha256=file_sha256(path), bytes=path.stat().st_size)
         (ds / "manifest.json").write_text(json.dumps(m))
 
     return damaged(change)
+
+
+def beside(change: Callable[[Path], None]) -> Setup:
+    """``dataset`` made in ``{tmp}-x`` (beside the test's folder: a FIFO or a link to a device inside
+    it would stall the row's snapshot, which reads every file), then ``change({tmp}-x/ds)``."""
+
+    def setup(tmp: Path) -> None:
+        where = Path(f"{tmp}-x")
+        where.mkdir(exist_ok=True)
+        dataset(where)
+        change(where / "ds")
+
+    return setup
+
+
+def fifo(name: str) -> Callable[[Path], None]:
+    """``<folder>/<name>`` replaced by a FIFO (nobody ever writes to it: a blocking open would hang)."""
+
+    def change(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).unlink(missing_ok=True)
+        os.mkfifo(folder / name)
+
+    return change
+
+
+def dev_zero(name: str) -> Callable[[Path], None]:
+    """``<folder>/<name>`` replaced by a link to ``/dev/zero`` (endless zeros: an unbounded read eats all memory)."""
+
+    def change(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to("/dev/zero")
+
+    return change
+
+
+def listed_fifo(ds: Path) -> None:
+    """A FIFO ``shard-000002.tar`` listed in the manifest as an empty shard (0 bytes: the size check passes)."""
+    os.mkfifo(ds / "shard-000002.tar")
+    m = json.loads((ds / "manifest.json").read_text())
+    m["shards"].append(
+        {"name": "shard-000002.tar", "sha256": "0" * 64, "bytes": 0, "count": 0, "samples": []}
+    )
+    (ds / "manifest.json").write_text(json.dumps(m))
+
+
+def padded_manifest(ds: Path) -> None:
+    """A valid manifest.json followed by 2 MiB of spaces: more than the shards beside it can need."""
+    with open(ds / "manifest.json", "a") as fh:
+        fh.write(" " * (2 << 20))
+
+
+def manifest_key_twice(ds: Path) -> None:
+    text = (ds / "manifest.json").read_text()
+    (ds / "manifest.json").write_text(text.replace("{", '{"format": "ampkit-shards/1", ', 1))
+
+
+_HELD: list[int] = []
+"""Lock files held by row setups (closed after each row)."""
+
+
+def lock_held(tmp: Path) -> None:
+    """``{tmp}/out/.convert.lock`` held as a running convert (pid 4242) holds it."""
+    import fcntl
+
+    (tmp / "out").mkdir(exist_ok=True)
+    fd = os.open(tmp / "out" / ".convert.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b'{"pid": 4242}')
+    # a lock on another open file description: it conflicts with convert's in this process too
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD.append(fd)
+
+
+def in_x(make: Callable[[Path], None], *names: str) -> Setup:
+    """``src_ok``, then ``make({tmp}-x/<names...>)`` for a folder beside the test's."""
+
+    def setup(tmp: Path) -> None:
+        src_ok(tmp)
+        make(Path(f"{tmp}-x").joinpath(*names))
+
+    return setup
 
 
 def settings_file(text: str) -> Setup:
@@ -212,6 +300,8 @@ CONVERT_FLAGS = [
     Case("samples-per-shard-text", [*CONVERT, A, "--samples-per-shard", "many"], needle="invalid int", setup=src_ok),
     Case("workers-0", [*CONVERT, A, "--workers", "0"], needle="--workers 0", setup=src_ok),
     Case("workers-negative", [*CONVERT, A, "--workers", "-2"], needle="--workers -2", setup=src_ok),
+    Case("workers-beyond-the-cpus", [*CONVERT, A, "--workers", "100000"], needle="--workers 100000: more than",
+         setup=src_ok),
     Case("shard-size-0", [*CONVERT, A, "--shard-size", "0"], needle="--shard-size 0", setup=src_ok),
     Case("shard-size-fraction", [*CONVERT, A, "--shard-size", "0.2"], needle="less than one byte", setup=src_ok),
     Case("shard-size-negative", [*CONVERT, A, "--shard-size=-1M"], needle="bad --shard-size", setup=src_ok),
@@ -283,12 +373,36 @@ CONVERT_INPUTS = [
     Case("sidecar-over-1-mib", [*CONVERT, A], needle="a.json: more than 1 MiB of metadata",
          setup=sidecar('{"note": "' + "x" * (1 << 20) + '"}')),
     Case("sidecar-not-utf8", [*CONVERT, A], needle="not valid JSON", setup=both(src_ok, raw("src/a.json", b"\xff\xfe{"))),
+    Case("sidecar-slope-beyond-float32", [*CONVERT, A], needle="slope is 1e+300, beyond the float32 range",
+         setup=sidecar('{"slope": 1e300}')),
+    Case("sidecar-key-twice", [*CONVERT, A], needle="a.json: key 'slope' appears twice", setup=sidecar('{"slope": 1, "slope": 2}')),
+    Case("npz-intercept-beyond-float32", [*CONVERT, "{tmp}/src/m.npz"], needle="intercept is -1e+39, beyond the float32 range",
+         setup=npy("m.npz", {"volume": np.ones((2, 2), np.float32), "intercept": np.float64(-1e39)})),
+    Case("source-named-twice", [*CONVERT, A, A], needle="src/a.npy: given twice; valid: each source once", setup=src_ok),
+    Case("source-in-its-folder-and-by-name", [*CONVERT, SRC, A], needle="a.npy: given twice", setup=src_ok),
+    Case("source-linked-twice", [*CONVERT, SRC], needle="src/b.npy: the same file as", setup=both(
+         src_ok, lambda t: (t / "src" / "b.npy").symlink_to(t / "src" / "a.npy"))),
+    Case("source-a-fifo", [*CONVERT, "{tmp}-x/f.npy"], needle="not a .npz or .npy file", setup=in_x(fifo("f.npy"))),
 ]  # fmt: skip
 
 CONVERT_OUT = [
     Case("settings-corrupt", [*CONVERT, A], needle=".convert.json: not valid JSON", setup=settings_file("{garbage")),
     Case("settings-a-list", [*CONVERT, A], needle="not a convert settings file", setup=settings_file("[]")),
     Case("settings-a-folder", [*CONVERT, A], needle="cannot read", setup=both(src_ok, lambda t: (t / "out/.convert.json").mkdir(parents=True))),
+    # special files in --out: refused from fstat on a non-blocking descriptor, never waited on or read (H2)
+    Case("settings-a-fifo", ["convert", A, "--out", "{tmp}-x/out", "--quiet"], needle=".convert.json: not a regular file",
+         setup=in_x(fifo(".convert.json"), "out")),
+    Case("settings-dev-zero", ["convert", A, "--out", "{tmp}-x/out", "--quiet"], needle=".convert.json: not a regular file",
+         setup=in_x(dev_zero(".convert.json"), "out")),
+    Case("settings-over-its-cap", [*CONVERT, A], needle="more than the 65,568 a settings file of 1 shards needs",
+         setup=settings_file('{"codec": {}, "pad": "' + "x" * 70_000 + '"}')),
+    Case("settings-key-twice", [*CONVERT, A], needle=".convert.json: key 'codec' appears twice",
+         setup=settings_file('{"codec": {}, "codec": {}}')),
+    # one convert per --out (H3): the second is refused before anything there is read, cleaned or written
+    Case("out-being-written", [*CONVERT, A], setup=both(src_ok, lock_held),
+         needle="out is being written by another convert (pid 4242); valid: wait for it, or another --out"),
+    Case("lock-file-a-fifo", ["convert", A, "--out", "{tmp}-x/out", "--quiet"], needle=".convert.lock: not a regular file",
+         setup=in_x(fifo(".convert.lock"), "out")),
     Case("out-holds-another-conversion", ["convert", A, "--out", "{tmp}/ds", "--quiet"], needle="different conversion",
          setup=both(src_ok, dataset)),
     Case("out-other-settings", ["convert", "{tmp}/dsrc", "--out", "{tmp}/ds", "--samples-per-shard", "2", "--dtype", "bf16", "--quiet"],
@@ -395,7 +509,7 @@ DAMAGED = [  # (name, setup, problems verify-shards reports, needle; inspect ref
     ("flipped-byte", damaged(flip), 2, "sha256"),
     ("no-manifest-truncated", damaged(lambda ds: (cut("shard-000000.tar", 3000)(ds), (ds / "manifest.json").unlink())), 2,
      "index unreadable"),
-    ("sample-huge-shape", forged_sample(_set("shape", [10**9, 10**9])), 1, "needs"),
+    ("sample-huge-shape", forged_sample(_set("shape", [10**9, 10**9])), 1, "holds more than 2**48 values"),
     ("sample-shape-text", forged_sample(_set("shape", "abc")), 1, "shape is str"),
     ("sample-dtype-unknown", forged_sample(_set("dtype", "float8")), 1, "float8"),
     # per-sample metadata: one check (schema.checked_sample) for inspect and verify-shards (R12)
@@ -411,6 +525,14 @@ DAMAGED = [  # (name, setup, problems verify-shards reports, needle; inspect ref
     ("sample-range-reversed", forged_sample(_set("range", [5.0, 1.0])), 1, "min above max"),
     ("sample-range-nan", forged_sample(_set("range", [float("nan"), 1.0])), 1, "range[0] is nan"),
     ("manifest-lists-none-beside-shards", manifest_edit(_list_no_shards), 2, "not listed"),
+    ("manifest-over-its-cap", damaged(padded_manifest), 1, "bytes, more than the 1,0"),
+    ("manifest-key-twice", damaged(manifest_key_twice), 1, "manifest.json: key 'format' appears twice"),
+    ("sample-slope-beyond-float32", forged_sample(_set("slope", 1e300)), 1, "slope is 1e+300, beyond the float32 range"),
+    ("sample-intercept-beyond-float32", forged_sample(_set("intercept", -1e39)), 1, "intercept is -1e+39, beyond"),
+    ("sample-dim-beyond-2**48", forged_sample(_set("shape", [0, 10**30])), 1, "shape[1] is 1000000000000000000000000000000, more than 2**48"),
+    ("sample-dtype-twice", forged_sample(lambda m: None, raw=lambda t: t[:-1] + b', "dtype": "int16"}'), 1,
+     "key 'dtype' appears twice in one object"),
+    ("sample-nonfinite-negative", forged_sample(_set("nonfinite", -3)), 1, "nonfinite is -3"),
     ("shard-not-in-manifest", damaged(lambda ds: shutil.copy(ds / "shard-000001.tar", ds / "shard-000002.tar")), 1,
      "not listed"),
 ]  # fmt: skip
@@ -431,6 +553,17 @@ VERIFY_FINDINGS = [
          setup=forged_sample(_bf16_near_max, _BF16_3E38)),
 ]  # fmt: skip
 
+SPECIAL = [  # (name, change of {tmp}-x/ds, needle): a FIFO or device where a file is read (H2)
+    ("manifest-a-fifo", fifo("manifest.json"), "manifest.json: not a regular file"),
+    ("manifest-dev-zero", dev_zero("manifest.json"), "manifest.json: not a regular file"),
+    ("listed-shard-a-fifo", listed_fifo, "shard-000002.tar: not a regular file"),
+]
+SPECIAL_FILES = [
+    Case(f"{cmd}-{name}", [cmd, "{tmp}-x/ds"], code=code, needle=needle, setup=beside(change))
+    for cmd, code in (("inspect", 2), ("verify-shards", 1))
+    for name, change, needle in SPECIAL
+]
+
 INSPECT_REFUSALS = [
     Case(f"inspect-{name}", ["inspect", "{tmp}/ds"], needle="verify-shards", setup=setup)
     for name, setup, _, _ in DAMAGED
@@ -441,13 +574,23 @@ INSPECT_REFUSALS = [
 @pytest.mark.parametrize(
     "case",
     params(
-        CONVERT_FLAGS + CONVERT_INPUTS + CONVERT_OUT + NO_SHARD_CASES + VERIFY_FINDINGS + INSPECT_REFUSALS
+        CONVERT_FLAGS
+        + CONVERT_INPUTS
+        + CONVERT_OUT
+        + NO_SHARD_CASES
+        + VERIFY_FINDINGS
+        + INSPECT_REFUSALS
+        + SPECIAL_FILES
     ),
 )
 def test_hostile_data(
     case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    err = run_case(case, tmp_path, capsys, monkeypatch)
+    try:
+        err = run_case(case, tmp_path, capsys, monkeypatch)
+    finally:
+        while _HELD:
+            os.close(_HELD.pop())
     if case.argv[0] in ("inspect", "verify-shards"):  # no stray numpy line ("overflow encountered in cast")
         assert "warning" not in err.lower(), err
     if case.code == 2:
@@ -456,6 +599,7 @@ def test_hostile_data(
 
 def test_row_count() -> None:
     rows = CONVERT_FLAGS + CONVERT_INPUTS + CONVERT_OUT + NO_SHARD_CASES + VERIFY_FINDINGS + INSPECT_REFUSALS
+    rows += SPECIAL_FILES
     assert len(rows) >= 50 and len({r.id for r in rows}) == len(rows)
 
 

@@ -236,7 +236,7 @@ BAD_FILES: list[tuple[str, Callable[[Path], None], str]] = [
     (
         "config-unknown-field",
         tampered(lambda s: s["config"].update(colour="red")),
-        "its config does not load",
+        "config.colour is an unknown field; valid: the TrainConfig fields (accumulate, batch_size",
     ),
     ("exec-payload", bomb(ExecPayload), "refused: weights_only); it references exec"),
     ("touch-payload", bomb(TouchPayload), "refused: weights_only)"),

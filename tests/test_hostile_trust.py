@@ -107,7 +107,7 @@ CASES = [
     refused("evaluate-stdlib-this", EVALUATE, "this:x", "custom task this:x"),
     refused("evaluate-stdlib-console", EVALUATE, "code:interact", "custom task code:interact"),
     refused("evaluate-builtin-by-path", EVALUATE, "ampkit.tasks.digits:make_task", NOT_IMPORTED),
-    refused("evaluate-task-not-a-string", EVALUATE, 123, "custom task 123"),
+    refused("evaluate-task-not-a-string", EVALUATE, 123, "config.task is 123; valid: a task name"),
     refused("evaluate-task-with-newline", EVALUATE, "trojan_n\n:make_task", "'trojan_n\\n:make_task'"),
     # evaluate --task: must be the checkpoint's own task
     refused(

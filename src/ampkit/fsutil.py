@@ -110,3 +110,39 @@ def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, info
+
+
+def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``), read through :func:`open_regular`:
+    a FIFO in its place neither blocks nor is read; a device or folder raises ``OSError``."""
+    fd, _ = open_regular(path)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(-1 if limit is None else limit)
+
+
+class FileTooLarge(ValueError):
+    """A file over the reader's byte limit (:func:`read_limited`)."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int, limit: int):
+        super().__init__(f"{os.fspath(path)}: {size:,} bytes, more than {limit:,}")
+        self.size, self.limit = size, limit
+
+
+def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
+    """:func:`open_regular` as a buffered binary file (blocking again: it is a regular file)."""
+    fd, _ = open_regular(path)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`open_binary`), at most ``limit`` of them:
+    :class:`FileTooLarge` from ``fstat`` before anything is read, or for a file that grew meanwhile."""
+    with open_binary(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise FileTooLarge(path, size, limit)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(path, len(data), limit)
+    return data

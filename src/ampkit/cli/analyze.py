@@ -49,8 +49,10 @@ def render(report: dict[str, Any], console: Any) -> None:
     """The report as rich tables: ranges, recommendation, drift, FLOP share."""
     from rich.table import Table
 
-    ranges = report["ranges"]
-    table = Table(title=f"fp16 ranges of {report['task']} (fp32 run, {report['steps']} steps)")
+    from ..termtext import cells, markup
+
+    ranges = report["ranges"]  # layer names and the task come from the user's module: shown literally
+    table = Table(title=f"fp16 ranges of {markup(report['task'])} (fp32 run, {report['steps']} steps)")
     for column in ("layer", "type", "act max", "act min>0", "act <2^-24", "act >65504"):
         table.add_column(column, justify="left" if column in ("layer", "type") else "right")
     for column in ("grad max", "grad p1%", "grad <2^-24", "grad >65504", "fp16 issues"):
@@ -59,8 +61,7 @@ def render(report: dict[str, Any], console: Any) -> None:
         act, grad = layer["act"] or {}, layer["grad"] or {}
         style = "bold red" if layer["issues"] else None
         table.add_row(
-            layer["name"],
-            layer["type"],
+            *cells(layer["name"], layer["type"]),
             _fmt(act.get("max")),
             _fmt(act.get("min_nonzero")),
             _pct(act.get("share_below_fp16_tiny")),
@@ -69,17 +70,18 @@ def render(report: dict[str, Any], console: Any) -> None:
             _fmt(grad.get("p01_nonzero")),
             _pct(grad.get("share_below_fp16_tiny")),
             _pct(grad.get("share_above_fp16_max")),
-            ", ".join(layer["issues"]) or "ok",
+            markup(", ".join(layer["issues"]) or "ok"),
             style=style,
         )
     console.print(table)
-    advice = f"[bold]recommendation:[/bold] {ranges['recommendation']}"
+    advice = f"[bold]recommendation:[/bold] {markup(ranges['recommendation'])}"
     if ranges["loss_scale"] is not None:
         lo, hi = ranges["scale_range"] or (ranges["loss_scale"], ranges["loss_scale"])
         advice += f" with loss scale {ranges['loss_scale']:g} (covering {lo:g}..{hi:g})"
-    console.print(f"{advice}: {ranges['reason']}")
-    drift = Table(title=f"drift of {report['mode']} against fp32 (same start, same batches)")
-    for column in ("step", "loss fp32", f"loss {report['mode']}", "delta", "weight drift", "applied"):
+    console.print(f"{advice}: {markup(ranges['reason'])}")
+    mode = markup(report["mode"])
+    drift = Table(title=f"drift of {mode} against fp32 (same start, same batches)")
+    for column in ("step", "loss fp32", f"loss {mode}", "delta", "weight drift", "applied"):
         drift.add_column(column, justify="right")
     for row in report["drift"]:
         drift.add_row(
@@ -94,7 +96,7 @@ def render(report: dict[str, Any], console: Any) -> None:
     share = report["flop_share"]
     dtypes = ", ".join(f"{k} {v:.3g}" for k, v in share["by_dtype"].items()) or "none"
     console.print(
-        f"{report['mode']}: {100 * share['share']:.1f}% of matmul/conv FLOPs in low precision ({dtypes})"
+        f"{mode}: {100 * share['share']:.1f}% of matmul/conv FLOPs in low precision ({markup(dtypes)})"
     )
 
 
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import TrainConfig
     from ..fsutil import write_atomic
     from ..numerics import analyze
+    from ..termtext import markup
     from .checks import check_out_file
     from .train import check_run_args, checked_mode
 
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     )
     show = not args.no_progress and sys.stderr.isatty()
     with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
-        task = bar.add_task(f"analyze {args.task}: fp32 vs {config.precision}", total=args.steps)
+        task = bar.add_task(markup(f"analyze {args.task}: fp32 vs {config.precision}"), total=args.steps)
         report = analyze(config, args.steps, on_step=lambda _: bar.advance(task)).to_dict()
     text = json.dumps(report, indent=2)
     if args.out is not None:

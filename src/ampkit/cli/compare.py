@@ -156,6 +156,7 @@ def experiments_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_study(args: argparse.Namespace) -> dict[str, tuple[Any, Path]]:
     """Every experiment with its output folder, each checked: nothing is written before all pass."""
+    from ..study.outfolder import check_arm_files
     from ..study.runner import require_runnable
     from .checks import check_device, check_out_dir, check_task
 
@@ -168,6 +169,7 @@ def check_study(args: argparse.Namespace) -> dict[str, tuple[Any, Path]]:
             exp.overrides["device"] = check_device(exp.overrides["device"], flag=f"{where}device".strip())
         out = args.out / name if args.config is not None else args.out
         check_out_dir(out)
+        check_arm_files(out)  # a FIFO or symlink where an arm opens its log: refused, not hung on
         if exp.command is None and (
             args.config is None or args.task is not None
         ):  # a file's task: named there
@@ -184,14 +186,22 @@ def run(args: argparse.Namespace) -> int:
     any arm failed (the outputs are written all the same), 130 after Ctrl-C and 143 after SIGTERM (the
     running arm is stopped and what was measured is written).
     """
+    from ..study.outfolder import study_lock
+    from .tracking import check_log_args
+
+    planned = check_study(args)
+    trackers = check_log_args(args, args.out)
+    with study_lock(args.out):  # one compare per --out: a second is refused (exit 2), nothing changed
+        return _run_planned(args, planned, trackers)
+
+
+def _run_planned(args: argparse.Namespace, planned: dict[str, tuple[Any, Path]], trackers: Any) -> int:
     from rich.console import Console
 
     from ..study import run_study
     from .signals import current
-    from .tracking import check_log_args, study_trackers
+    from .tracking import study_trackers
 
-    planned = check_study(args)
-    trackers = check_log_args(args, args.out)
     # A pipe or a log file gets a wide table instead of rich's 80-column fallback.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     # SIGTERM (a scheduler's stop, `kill`) ends the study the way Ctrl-C does: arms stopped, results kept.

@@ -138,11 +138,15 @@ def _mb(n: float) -> str:
 
 def print_summary(result: Any, out: str, workers: int) -> None:
     """The closing summary: counts, storage ratios, worst errors, throughput, shard-count advice."""
+    from ..termtext import visible
+
     m = result.manifest
     n_shards = len(m["shards"])
     print(
-        f"converted {m['total_samples']} samples into {n_shards} shards in {out} "
-        f"(wrote {result.shards_written}, kept {result.shards_skipped} from an earlier run, "
+        f"converted {m['total_samples']} samples into {n_shards} shards in {visible(out)} "
+        f"(wrote {result.shards_written}"
+        + (f" ({result.shards_replaced} rewritten: their sources changed)" if result.shards_replaced else "")
+        + f", kept {result.shards_skipped} from an earlier run, "
         f"removed {result.orphans_removed} unfinished)"
     )
     print("dtypes: " + ", ".join(f"{k} {v}" for k, v in m["dtype_counts"].items()))
@@ -155,6 +159,7 @@ def print_summary(result: Any, out: str, workers: int) -> None:
     print(
         f"worst error: max abs {w['max_abs']:g} (key {w['max_abs_key']}), max rel {w['max_rel']:g} "
         f"(key {w['max_rel_key']}); values clipped: {m['overflow_clipped']}"
+        + (f"; NaN/Inf kept: {m['nonfinite']}" if m.get("nonfinite") else "")
     )
     if result.seconds > 0 and result.float32_bytes_read:
         rate = result.float32_bytes_read / result.seconds / 1e6

@@ -58,29 +58,37 @@ def render(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    facts = Table(title=f"Devices (torch {report['torch']})", title_justify="left")
+    from ..termtext import cells, markup
+
+    console = Console()  # names and flags come from the machine and its drivers: shown literally
+    facts = Table(title=f"Devices (torch {markup(report['torch'])})", title_justify="left")
     for column in ("device", "name", "compute capability", "memory", "precision-relevant flags"):
         facts.add_column(column)
     for dev in report["devices"]:
         cc = ".".join(map(str, dev["compute_capability"])) if dev["compute_capability"] else "-"
         facts.add_row(
-            dev["type"], dev["name"], cc, _gib(dev["total_memory_bytes"]), " ".join(dev["cpu_flags"]) or "-"
+            *cells(
+                dev["type"],
+                dev["name"],
+                cc,
+                _gib(dev["total_memory_bytes"]),
+                " ".join(dev["cpu_flags"]) or "-",
+            )
         )
     console.print(facts)
 
-    support = Table(title=f"Support matrix on {report['target']}", title_justify="left")
+    support = Table(title=f"Support matrix on {markup(report['target'])}", title_justify="left")
     for column in ("format", "support", "why"):
         support.add_column(column)
     for name, entry in report["support"].items():
         style = _LEVEL_STYLE[entry["level"]]
-        support.add_row(name, f"[{style}]{entry['level']}[/{style}]", entry["why"])
+        support.add_row(markup(name), f"[{style}]{markup(entry['level'])}[/{style}]", markup(entry["why"]))
     console.print(support)
 
     measured = report["throughput"]
     if measured:
         table = Table(
-            title=_probe_title(measured),
+            title=markup(_probe_title(measured)),
             title_justify="left",
         )
         for column in ("dtype", "size", "GFLOP/s median", "best", "vs fp32 (best, same size)"):
@@ -91,15 +99,17 @@ def render(report: dict[str, Any]) -> None:
                 if row["ratio_to_fp32"] is None
                 else f"{row['ratio_to_fp32']:.3g}x at {row['ratio_size']}²"
             )
-            table.add_row(name, f"{row['size']}²", f"{row['gflops']:.1f}", f"{row['best_gflops']:.1f}", ratio)
+            table.add_row(
+                *cells(name, f"{row['size']}²", f"{row['gflops']:.1f}", f"{row['best_gflops']:.1f}", ratio)
+            )
         console.print(table)
 
     rec = report["recommendation"]
-    console.print(f"[bold]Recommended: {rec['mode']}[/bold] — {rec['reason']}")
+    console.print(f"[bold]Recommended: {markup(rec['mode'])}[/bold] — {markup(rec['reason'])}")
     for fact in rec["facts"]:
-        console.print(f"  • {fact}")
+        console.print(f"  • {markup(fact)}")
     if report["memory_advice"]:
-        console.print(f"  • memory: {report['memory_advice']['line']}")
+        console.print(f"  • memory: {markup(report['memory_advice']['line'])}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,8 +49,10 @@ def summarize(manifest: dict[str, Any], metas: list[dict[str, Any]]) -> dict[str
         "dtype_counts",
         "worst_error",
         "overflow_clipped",
+        "nonfinite",
     )
     out = {k: manifest.get(k) for k in keys}
+    out["nonfinite"] = out["nonfinite"] or 0  # NaN/Inf kept by --on-nonfinite keep
     out["shards"] = len(manifest["shards"])
     out["per_dtype"] = dict(sorted(per.items()))
     out["reasons"] = dict(reasons.most_common())
@@ -66,13 +68,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.folder import open_folder, read_for_summary
     from ..data.summary import build_manifest
+    from ..termtext import cells, markup, visible
 
     directory = Path(args.directory)
     try:
         manifest, metas, note = read_for_summary(open_folder(directory))
     except OSError as err:
         print(
-            f"ampkit inspect: error: cannot read {err.filename or directory}: {err.strerror or err}",
+            f"ampkit inspect: error: cannot read {visible(err.filename or directory)}: {err.strerror or err}",
             file=sys.stderr,
         )
         return 1
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1, sort_keys=True))
         return 0
     console = Console()
-    table = Table(title=f"ampkit inspect {directory} {note}", title_justify="left")
+    # the folder's name and every string from its JSON are shown literally (markup, escapes)
+    table = Table(title=f"ampkit inspect {markup(directory)} {markup(note)}", title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
     w = summary["worst_error"]
@@ -99,27 +103,28 @@ def run(args: argparse.Namespace) -> int:
         ("worst max abs error", f"{w['max_abs']:g} (key {w['max_abs_key']})"),
         ("worst max rel error", f"{w['max_rel']:g} (key {w['max_rel_key']})"),
         ("values clipped", f"{summary['overflow_clipped']}"),
+        ("NaN/Inf kept", f"{summary['nonfinite']}"),
     ]
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*cells(*row))
     console.print(table)
     per = Table(title="per stored dtype", title_justify="left")
     for col in ("dtype", "samples", "max abs error", "max rel error"):
         per.add_column(col, justify="right" if col != "dtype" else "left")
     for dtype, row in summary["per_dtype"].items():
-        per.add_row(dtype, str(row["count"]), f"{row['max_abs']:g}", f"{row['max_rel']:g}")
+        per.add_row(*cells(dtype, row["count"], f"{row['max_abs']:g}", f"{row['max_rel']:g}"))
     console.print(per)
     why = Table(title="why each dtype was chosen", title_justify="left")
     why.add_column("reason")
     why.add_column("samples", justify="right")
     for reason, count in summary["reasons"].items():
-        why.add_row(reason, str(count))
+        why.add_row(*cells(reason, count))
     console.print(why)
     if args.shards:
         shards = Table(title="shards", title_justify="left")
         for col in ("name", "samples", "MB", "sha256"):
             shards.add_column(col)
         for s in manifest["shards"]:
-            shards.add_row(s["name"], str(s["count"]), f"{s['bytes'] / 1e6:,.2f}", s["sha256"][:16])
+            shards.add_row(*cells(s["name"], s["count"], f"{s['bytes'] / 1e6:,.2f}", s["sha256"][:16]))
         console.print(shards)
     return 0

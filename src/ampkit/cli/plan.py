@@ -197,13 +197,14 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from ..hardware.budget import format_size
+    from ..termtext import cells, markup
 
     budget = format_size(report["budget_bytes"]) if report["budget_bytes"] else "the device's memory"
+    where = markup(f"{report['task']} ({report['size']}) on {report['device']}")  # a task may be module:name
     table = Table(
-        title=f"Largest micro-batch per precision: {report['task']} ({report['size']}) on {report['device']}, "
-        f"budget {budget}",
+        title=f"Largest micro-batch per precision: {where}, budget {markup(budget)}",
         title_justify="left",
-        caption=f"memory: {report['memory_measure']}; budget: {report['budget_source']}",
+        caption=markup(f"memory: {report['memory_measure']}; budget: {report['budget_source']}"),
         caption_justify="left",
     )
     unit = next((m["item_unit"] for m in report["modes"] if m.get("max_batch")), "samples")
@@ -214,9 +215,11 @@ def render(report: dict[str, Any]) -> None:
         columns.append(f"accumulate x micro for {report['global_batch']}")
     columns.append("limited by / note")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("precision", "limited by / note") else "right")
+        table.add_column(
+            markup(column), justify="left" if column in ("precision", "limited by / note") else "right"
+        )
     for mode in report["modes"]:
-        table.add_row(*_cells(mode, unit, bool(report["global_batch"])))
+        table.add_row(*cells(*_cells(mode, unit, bool(report["global_batch"]))))
     Console(width=max(100, Console().width)).print(table)
 
 

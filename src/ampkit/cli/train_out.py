@@ -12,9 +12,9 @@ import argparse
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 from ..errors import UsageError
+from ..fsutil import open_regular
 
 CHECKPOINT = "last.pt"
 METRICS = "metrics.json"
@@ -39,8 +39,8 @@ def _held(out: Path) -> bool:
         return False
     from ..engine.runlock import LOCK_NAME
 
-    try:
-        fd = os.open(out / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    try:  # non-blocking, regular files only: a FIFO there must not hang the check (the lock refuses it)
+        fd, _ = open_regular(out / LOCK_NAME)
     except OSError:
         return False
     try:
@@ -54,29 +54,24 @@ def _held(out: Path) -> bool:
     return False
 
 
-def _read(path: Path) -> Any:
-    """The checkpoint's data, memory-mapped where it can be (only a few fields are read)."""
-    import torch
-
+def _inspect(path: Path) -> tuple[str | None, str]:
+    """``(description, why not)``: ``("step 40 of 40, precision bf16-mixed", "")``, or ``(None, reason)``
+    when the file does not read as an ampkit checkpoint. Only the metadata is read: the file is opened
+    and checked as every checkpoint is (a FIFO, device or zip bomb refused before torch reads it),
+    then its tensors are memory-mapped, not loaded."""
     from ..engine.checkpoint import read_checkpoint
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # an older (non-zip) file: read it the checked way
-            return read_checkpoint(path)
-
-
-def describe_checkpoint(path: Path) -> str | None:
-    """``step 40 of 40, precision bf16-mixed``; None when the file does not read as an ampkit checkpoint."""
     try:
-        state = _read(path)
-    except Exception:  # damaged, foreign or unreadable: still the user's file
-        return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = read_checkpoint(path, "cpu", mmap=True)
+    except UsageError as err:  # damaged, foreign, refused: still the user's file
+        return None, str(err).removeprefix(f"{path}: ").split("; valid:")[0]
+    except Exception as err:  # an unreadable file (EIO) is still the user's file
+        return None, str(err) or type(err).__name__
     step = state.get("step") if isinstance(state, dict) else None
     if not isinstance(step, int) or isinstance(step, bool):
-        return None
+        return None, "not an ampkit checkpoint (no step)"
     config = state.get("config")
     config = config if isinstance(config, dict) else {}
     steps, epochs = config.get("steps"), config.get("epochs")
@@ -87,7 +82,12 @@ def describe_checkpoint(path: Path) -> str | None:
     else:
         where = f"step {step}"
     precision = state.get("precision")
-    return where + (f", precision {precision}" if isinstance(precision, str) else "")
+    return where + (f", precision {precision}" if isinstance(precision, str) else ""), ""
+
+
+def describe_checkpoint(path: Path) -> str | None:
+    """``step 40 of 40, precision bf16-mixed``; None when the file does not read as an ampkit checkpoint."""
+    return _inspect(path)[0]
 
 
 def check_earlier_run(args: argparse.Namespace) -> None:
@@ -106,11 +106,11 @@ def check_earlier_run(args: argparse.Namespace) -> None:
     if resume or args.overwrite or _held(out):  # a live holder: the run lock refuses it, naming the holder
         return
     if ckpt.exists() or ckpt.is_symlink():
-        found = describe_checkpoint(ckpt)
+        found, why = _inspect(ckpt)
         if found is None:
             raise UsageError(
                 f"--out {out} holds a {CHECKPOINT} that does not read as an ampkit checkpoint: pass "
-                "--overwrite to replace it, or choose another --out"
+                f"--overwrite to replace it, or choose another --out ({why[:160]})"
             )
         raise UsageError(
             f"--out {out} holds a checkpoint of an earlier run ({found}): pass "

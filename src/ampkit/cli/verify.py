@@ -66,6 +66,8 @@ def render(reports: list[Any], how: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..termtext import markup, visible
+
     table = Table(title="ampkit verify" + (f" under {how}" if how else ""), title_justify="left")
     for column in (
         "mode",
@@ -78,22 +80,22 @@ def render(reports: list[Any], how: str | None = None) -> None:
         table.add_column(column, overflow="fold")
     notes: list[str] = []
     for rep in reports:
-        cells = []
+        details = []  # a check's detail may quote an exception's text: shown literally
         for name in ("dtypes", "scaler", "loss"):
             check = rep.check(name)
-            cells.append("-" if check is None else f"{_MARK[check.passed]}: {check.detail}")
+            details.append("-" if check is None else f"{_MARK[check.passed]}: {markup(check.detail)}")
         marks = []
         for note in rep.notes:  # long fit warnings go under the table, referenced by number
             notes.append(note)
             marks.append(f"[{len(notes)}]")
-        table.add_row(rep.mode, _STATUS[rep.status], *cells, " ".join(marks))
+        table.add_row(markup(rep.mode), _STATUS[rep.status], *details, " ".join(marks))
     console = Console()
     console.print(table)
     for number, note in enumerate(notes, 1):
-        console.print(f"[{number}] {note}", markup=False, highlight=False)
+        console.print(f"[{number}] {visible(note)}", markup=False, highlight=False)
     failed = [r.mode for r in reports if r.status == "fail"]
     console.print(
-        f"[bold red]FAILED: {', '.join(failed)}[/bold red]"
+        f"[bold red]FAILED: {markup(', '.join(failed))}[/bold red]"
         if failed
         else "[green]all runnable modes pass[/green]"
     )

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.folder import open_folder
     from ..data.verify import verify_shards
+    from ..termtext import visible  # a path or a quoted piece of sample JSON: control characters shown
 
     try:
         folder = open_folder(args.directory)  # refuses a path that is no shard folder: exit 2
@@ -56,16 +57,17 @@ def run(args: argparse.Namespace) -> int:
             report = verify_shards(folder, on_shard=lambda _name: bar.advance(task))
     except OSError as err:
         print(
-            f"ampkit verify-shards: error: cannot read {err.filename or args.directory}: {err.strerror or err}",
+            f"ampkit verify-shards: error: cannot read {visible(err.filename or args.directory)}: "
+            f"{err.strerror or err}",
             file=sys.stderr,
         )
         return 1
     for problem in report.problems[:_MAX_LINES]:
-        print(f"ampkit verify-shards: BAD {problem}", file=sys.stderr)
+        print(f"ampkit verify-shards: BAD {visible(problem)}", file=sys.stderr)
     if len(report.problems) > _MAX_LINES:
         print(
             f"ampkit verify-shards: ... and {len(report.problems) - _MAX_LINES} more problems",
             file=sys.stderr,
         )
-    print(report.summary(args.directory))
+    print(visible(report.summary(args.directory)))
     return 0 if report.ok else 1

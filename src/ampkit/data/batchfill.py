@@ -5,6 +5,11 @@ row ``i`` of one batch tensor: widened to float32 by one ``copy_`` and preproces
 while the row is in the CPU cache (``output_dtype="float32"``), or copied as 2-byte values for the
 training device to widen (``float16``/``bfloat16``/``stored``; a stored dtype other than the output
 dtype is converted only when that is exact). No per-sample tensors, no ``torch.stack``.
+
+``label=`` values (``y``) are checked per sample (:mod:`ampkit.data.labels`): a sample whose label
+is missing, not a number, or beyond int64/float32 is damaged (a ShardError naming shard and
+sample, skipped under ``on_error="skip"``); a label that no sample of the batch has is the
+caller's mistake (a UsageError naming the label and the fields the samples do have).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from .labels import check_labels, label_tensor
 from .preprocess import reshape, scale_
 from .spans import Wanted
 
@@ -84,6 +90,8 @@ class Fill:
     def finish(self, items: list[Wanted], skipped: dict[int, str]) -> dict[str, Any]:
         """The batch dict (rows of skipped samples dropped, plan order kept)."""
         reader = self.reader
+        if reader.label is not None:
+            self._check_labels(items, skipped)
         kept = [it for it in items if it.pos in self.metas]
         metas = [self.metas[it.pos] for it in kept]
         batch: dict[str, Any] = {
@@ -93,9 +101,7 @@ class Fill:
             "skipped": [skipped[p] for p in sorted(skipped)],
         }
         if reader.label is not None:
-            values = [m[reader.label] for m in batch["meta"]]
-            kind = torch.int64 if all(isinstance(v, int) for v in values) else torch.float32
-            batch["y"] = torch.tensor(values, dtype=kind)
+            batch["y"] = label_tensor([m[reader.label] for m in batch["meta"]])
         if not kept or self.out is None:
             batch["x"] = torch.zeros(0)
             return batch if self.out is None else reader.pool.hand_over(batch, "x", self.out)
@@ -112,6 +118,18 @@ class Fill:
         else:
             batch.update(raw=rows, **_vectors(metas))
         return reader.pool.hand_over(batch, "x" if reader.output == "float32" else "raw", self.out)
+
+    def _check_labels(self, items: list[Wanted], skipped: dict[int, str]) -> None:
+        """Samples with a bad label: raised, or skipped (dropped from the batch) as damaged."""
+        reader, read = self.reader, [it for it in items if it.pos in self.metas]
+        assert reader.label is not None
+        for it, reason in check_labels(
+            [self.metas[it.pos] for it in read], read, reader.label, reader.shards
+        ):
+            shard, _ = reader.shards.locate(it.index)
+            reader._damaged(shard, it, reason, skipped)  # raises ShardError under on_error="raise"
+            del self.metas[it.pos]
+            self.ragged.pop(it.pos, None)
 
     def _finish_ragged(
         self, batch: dict[str, Any], kept: list[Wanted], metas: list[dict[str, Any]]

@@ -28,7 +28,7 @@ from .codec_ref import (
     refuse_inexact_integers,
     refuse_nonfinite,
 )
-from .scan import scan
+from .scan import fp16_exact, scan
 from .scratch import Scratch
 
 __all__ = [
@@ -106,15 +106,18 @@ def _fp16_bound(rng: tuple[float, float], offset: float) -> float:
     return float(np.spacing(np.float16(top))) / 2 if top <= FP16_MAX else float("inf")
 
 
-def _fp16_offset(rng: tuple[float, float] | None, integer: bool) -> float:
+def _fp16_offset(x: np.ndarray, rng: tuple[float, float] | None, integer: bool) -> float:
     """``auto``'s fp16 offset: the range middle where it lowers the error bound, else 0.
 
-    An offset that does not help only spoils the relative error of values near zero.
+    An offset that does not help only spoils the relative error of values near zero, and values
+    that are float16 values already (a float16 source, say) are exact with offset 0 only.
     """
     if rng is None:
         return 0.0
     mid = resolve_offset("auto", rng, integer)
-    return mid if _fp16_bound(rng, mid) < _fp16_bound(rng, 0.0) else 0.0
+    if mid == 0.0 or _fp16_bound(rng, mid) >= _fp16_bound(rng, 0.0):
+        return 0.0
+    return 0.0 if fp16_exact(x) else mid
 
 
 def encode(x: np.ndarray, opts: CodecOptions, name: str, scratch: Scratch | None = None) -> Encoded:
@@ -159,7 +162,9 @@ def encode(x: np.ndarray, opts: CodecOptions, name: str, scratch: Scratch | None
                 return enc
             why_not = f"integer values in {span}: int16 + offset {off:g} decodes (in float32) with max abs error {enc.max_abs:g}"
     strict = CodecOptions(dtype="auto", offset=opts.offset, on_nonfinite=opts.on_nonfinite)
-    offset = _fp16_offset(rng, integer) if opts.offset is None else resolve_offset(opts.offset, rng, integer)
+    offset = (
+        _fp16_offset(x, rng, integer) if opts.offset is None else resolve_offset(opts.offset, rng, integer)
+    )
     try:
         if rng is not None and max(abs(rng[0] - offset), abs(rng[1] - offset)) >= FP16_ROUNDS_TO_INF:
             raise SampleError("beyond the fp16 range")  # known from the range: no pass needed

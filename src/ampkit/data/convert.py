@@ -7,11 +7,13 @@ removed, and the rest is written again. A shard's bytes depend only on its sampl
 not depend on the number of workers either (:mod:`ampkit.data.parallel`: workers write whole
 shards, or encode samples for one writer; :mod:`ampkit.data.convert_write` chooses). The
 manifest is built from what the writers recorded (sha256 of every shard taken while writing
-it). What ``--out`` may hold and how a refused run is undone is :mod:`ampkit.data.resume`.
+it). What ``--out`` may hold, its lock (one convert per folder) and how a refused run is undone
+is :mod:`ampkit.data.resume`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +45,13 @@ __all__ = [
 
 _HEADER_ESTIMATE = 3 * 512 + 2048
 """Bytes a sample adds to a shard beyond its ``.bin`` data (tar headers, JSON, padding), for planning."""
+WORKERS_PER_CPU = 4
+"""``workers`` allowed per CPU: more only oversubscribe, and thousands of processes exhaust the machine."""
+
+
+def max_workers() -> int:
+    """The most conversion processes allowed on this machine (:data:`WORKERS_PER_CPU` per CPU)."""
+    return WORKERS_PER_CPU * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,12 @@ class ConvertOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UsageError(f"{name} {value!r}: must be a whole number >= {low}")
+        cap = max_workers()
+        if self.workers > cap:
+            raise UsageError(
+                f"--workers {self.workers}: more than {cap} ({WORKERS_PER_CPU} per CPU of this machine's "
+                f"{cap // WORKERS_PER_CPU}); valid: a whole number in 1..{cap}, e.g. {cap // WORKERS_PER_CPU}"
+            )
 
 
 @dataclass
@@ -77,6 +92,9 @@ class ConvertResult:
     """Shards written by this run."""
     shards_skipped: int
     """Complete shards found from an earlier run and kept."""
+    shards_replaced: int
+    """Complete shards of an earlier run written again because their sources changed since (in
+    ``shards_written``)."""
     orphans_removed: int
     """Temporaries of an interrupted run removed."""
     source_bytes_read: int
@@ -137,27 +155,32 @@ def convert(
         "shard_size": opts.shard_size,
         "samples_per_shard": opts.samples_per_shard,
     }
-    state = resume.inspect_out(Path(opts.out), plan, sources, settings)
-    if on_sample is not None:  # samples kept from an earlier run count as done, with 0 bytes converted
-        for n in sorted(state.done):
-            for _ in plan[n]:
-                on_sample(0)
-    start = time.perf_counter()
+    state = resume.open_out(Path(opts.out), plan, sources, settings)  # holds out's lock from here on
     written = Written(state)
     try:
+        if on_sample is not None:  # samples kept from an earlier run count as done, with 0 bytes converted
+            for n in sorted(state.done):
+                for _ in plan[n]:
+                    on_sample(0)
+        start = time.perf_counter()
         orphans = resume.begin(state)
         write_plan(sources, opts.codec, opts.workers, plan, written, on_sample)
+        seconds = time.perf_counter() - start
+        manifest = _manifest(state, plan, written)
     except UsageError:
         resume.undo(state)
         raise
-    seconds = time.perf_counter() - start
-    manifest = _manifest(state, plan, written)
+    except BaseException:
+        resume.release(state)
+        raise
+    resume.finish(state)
     jobs = [i for n, members in enumerate(plan) if n not in state.done for i in members]
     read = sum(sources[i].numel * np.dtype(sources[i].dtype).itemsize for i in jobs)
     return ConvertResult(
         manifest,
         len(state.written),
         len(state.done),
+        len(state.stale),
         orphans,
         read,
         sum(sources[i].numel * 4 for i in jobs),

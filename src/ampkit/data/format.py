@@ -18,15 +18,16 @@ The stored dtypes and the decoders live in :mod:`ampkit.data.decode` and are re-
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import tarfile
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
-from ..fsutil import write_atomic
+from ..fsutil import open_binary, write_atomic
 from . import schema
 from .decode import STORED_DTYPES as STORED_DTYPES
 from .decode import bf16_bits_to_float32 as bf16_bits_to_float32
@@ -34,6 +35,7 @@ from .decode import decode_array as decode_array
 from .decode import decode_tensor as decode_tensor
 from .decode import stored_array as stored_array
 from .decode import widen as widen
+from .limits import manifest_limit, read_metadata
 from .schema import SHARD_RE
 
 FORMAT = "ampkit-shards/1"
@@ -46,7 +48,7 @@ INDEX_MEMBER = "__index__"
 skipped (the regex needs the name to end right after the closing ``__``)."""
 KEY_DIGITS = 9
 """Sample keys are the global sample index, zero-padded to this many digits (no dots)."""
-TMP_RE = re.compile(r"^\.shard-(\d{6})\.tar\.tmp$")
+TMP_RE = re.compile(r"\.shard-(\d{6})\.tar\.tmp\Z")
 """Matches temporary (incomplete) shard file names."""
 TAR_FORMAT: Final = tarfile.USTAR_FORMAT
 """Tar header format of every member (all names are short, so USTAR always suffices)."""
@@ -74,15 +76,32 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def open_shard(path: str | os.PathLike[str]) -> IO[bytes]:
+    """A shard file opened for reading without ever blocking on a FIFO or reading a device.
+
+    ``ValueError`` ("not a regular file ...", "is a folder") for anything but a regular file, so
+    callers treat it like any other damaged shard; ``OSError`` (missing, unreadable) otherwise.
+    """
+    try:
+        return open_binary(path)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EISDIR):
+            raise
+        raise ValueError(
+            "a folder, not a shard file" if err.errno == errno.EISDIR else err.strerror
+        ) from None
+
+
 def read_index(shard: Path) -> dict[str, Any]:
     """The index member of one shard (found by name; tarfile seeks over member data), checked.
 
     Raises ``OSError`` when the file cannot be read and ``ValueError`` for anything else: not a
-    tar, truncated, no index member, or an index whose entries are malformed or point past the end.
+    regular file, not a tar, truncated, no index member, or an index whose entries are malformed
+    or point past the end.
     """
-    size = Path(shard).stat().st_size
     try:
-        with tarfile.open(shard, mode="r:") as tf:
+        with open_shard(shard) as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
+            size = os.fstat(fh.fileno()).st_size
             member = tf.getmember(INDEX_MEMBER)
             if not member.isfile() or member.offset_data + member.size > size:
                 raise ValueError(f"{INDEX_MEMBER} member ends past the end of the file ({size} bytes)")
@@ -122,7 +141,7 @@ def read_member(fh: Any, span: list[int] | tuple[int, int]) -> bytes:
 
 def read_sample(shard: Path, entry: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     """``(bin_bytes, meta)`` of one index entry, by seek + read (no tar scan)."""
-    with open(shard, "rb") as fh:
+    with open_shard(shard) as fh:
         bin_bytes = read_member(fh, entry["bin"])
         meta = schema.parse_json(read_member(fh, entry["json"]), f"sample {entry['key']}")
     return bin_bytes, meta
@@ -136,7 +155,11 @@ def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[s
     """
     metas: list[dict[str, Any]] = []
     for shard in manifest["shards"]:
-        with open(Path(directory) / shard["name"], "rb") as fh:
+        try:
+            fh = open_shard(Path(directory) / shard["name"])
+        except ValueError as err:
+            raise ValueError(f"{shard['name']}: {err}") from None
+        with fh:
             for e in shard["samples"]:
                 where = f"{shard['name']} sample {e['key']}"
                 try:
@@ -150,7 +173,7 @@ def sample_metas(directory: str | Path, manifest: dict[str, Any]) -> list[dict[s
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_shard(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -164,10 +187,12 @@ def shard_paths(directory: Path) -> list[Path]:
 def load_manifest(directory: str | Path) -> dict[str, Any]:
     """``DIR/manifest.json`` as a dict, its structure checked (``schema.manifest``).
 
-    Raises ``FileNotFoundError`` when missing and ``ValueError`` when it is not JSON, of another
-    format, or malformed (the message, ``manifest.json: ...``, names the field).
+    Raises ``FileNotFoundError`` when missing, ``IsADirectoryError`` for a folder, and ``ValueError``
+    when it is no regular file (a FIFO or device is never read), larger than the shard files
+    beside it can need (:func:`ampkit.data.limits.manifest_limit`), not JSON, of another format, or
+    malformed (the message, ``manifest.json: ...``, names the field).
     """
-    data = (Path(directory) / MANIFEST_NAME).read_bytes()
+    data = read_metadata(Path(directory) / MANIFEST_NAME, *manifest_limit(directory))
     manifest = schema.parse_json(data, MANIFEST_NAME)
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != FORMAT:

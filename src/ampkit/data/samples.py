@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import UsageError
 from . import schema
 from .checksum import mismatch, recorded
-from .format import STORED_DTYPES, load_manifest, read_member
+from .format import STORED_DTYPES, load_manifest, open_shard, read_member
 
 log = logging.getLogger("ampkit.data")
 
@@ -168,8 +168,8 @@ def scan_shard(path: Path, entries: list[dict[str, Any]]) -> dict[str, str]:
     """Damaged samples of one shard, ``{key: reason}``, by reading each entry at its offsets."""
     damaged: dict[str, str] = {}
     try:
-        fh = open(path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as err:
+        fh = open_shard(path)  # never blocks on a FIFO in the shard's place
+    except (OSError, ValueError) as err:
         return {e["key"]: f"cannot open shard ({err})" for e in entries}
     with fh:
         for e in entries:

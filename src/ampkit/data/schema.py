@@ -9,17 +9,18 @@ nesting cannot exhaust the stack. Each check raises ``ValueError`` naming the fi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
 import numpy as np
 
-SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
+from .jsontext import parse_json as parse_json
+
+SHARD_RE = re.compile(r"shard-(\d{6})\.tar\Z")
 """Matches final shard file names and captures the shard number."""
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_XXH3_RE = re.compile(r"^[0-9a-fA-F]{16}$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
+_XXH3_RE = re.compile(r"[0-9a-fA-F]{16}\Z")
 _SOURCE_KINDS = "iuf"
 """numpy dtype kinds a source may have had (integer, unsigned, float)."""
 STORED_ITEMSIZE = {"float16": 2, "bfloat16": 2, "int16": 2}
@@ -27,14 +28,9 @@ STORED_ITEMSIZE = {"float16": 2, "bfloat16": 2, "int16": 2}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def parse_json(data: bytes | str, what: str) -> Any:
-    """``json.loads`` whose every failure (bad UTF-8, bad syntax, absurd nesting) is a ValueError naming ``what``."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError(f"{what}: JSON nested too deeply") from None
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"{what}: not valid JSON ({err})") from None
+MAX_DIM = 1 << 48
+"""Largest dimension, and largest element count, of a sample's shape (far beyond any real array,
+well inside int64 where numpy and torch count elements)."""
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:
@@ -143,6 +139,27 @@ def spans_within(samples: list[dict[str, Any]], size: int, where: str) -> None:
                 )
 
 
+def float32_number(value: Any, where: str) -> float:
+    """A finite number within float32's range (an offset, slope or intercept applied in float32)."""
+    found = number(value, where)
+    if abs(found) > _FLOAT32_MAX:
+        raise ValueError(f"{where} is {value!r}, beyond the float32 range ±{_FLOAT32_MAX:g}")
+    return found
+
+
+def shape(value: Any, where: str) -> list[int]:
+    """A list of dimensions, each and their product at most :data:`MAX_DIM` (2**48)."""
+    dims = [count(n, f"{where}[{i}]") for i, n in enumerate(_list(value, where))]
+    total = 1
+    for i, n in enumerate(dims):
+        if n > MAX_DIM:
+            raise ValueError(f"{where}[{i}] is {n}, more than 2**48")
+        total *= n
+        if total > MAX_DIM:
+            raise ValueError(f"{where} {dims} holds more than 2**48 values")
+    return dims
+
+
 def nbytes(shape: list[int], dtype_size: int) -> int:
     """Bytes of an array of ``shape`` (exact, in Python integers: no int64 wrap-around)."""
     return math.prod(shape) * dtype_size
@@ -157,14 +174,10 @@ def sample_meta(value: Any, where: str, full: bool = False) -> dict[str, Any]:
     meta = _obj(value, where)
     _text(meta.get("key"), f"{where}.key")
     _text(meta.get("dtype"), f"{where}.dtype")
-    for i, n in enumerate(_list(meta.get("shape"), f"{where}.shape")):
-        count(n, f"{where}.shape[{i}]")
-    for name in ("offset", "slope", "intercept"):
+    shape(meta.get("shape"), f"{where}.shape")
+    for name in ("offset", "slope", "intercept"):  # float32: decoding adds offset, readers scale by the rest
         if name in meta:
-            number(meta[name], f"{where}.{name}")
-    offset = meta.get("offset", 0.0)
-    if abs(offset) > _FLOAT32_MAX:  # decoding adds float32(offset): it would be inf
-        raise ValueError(f"{where}.offset is {offset!r}, beyond the float32 range ±{_FLOAT32_MAX:g}")
+            float32_number(meta[name], f"{where}.{name}")
     if not full:
         return meta
     source = meta.get("source_dtype")
@@ -180,6 +193,7 @@ def sample_meta(value: Any, where: str, full: bool = False) -> dict[str, Any]:
             raise ValueError(f"{where}.error.{name} is {error[name]!r}, not an error (>= 0)")
     _text(_obj(meta.get("choice"), f"{where}.choice").get("reason"), f"{where}.choice.reason")
     count(meta.get("overflow_clipped", 0), f"{where}.overflow_clipped")
+    count(meta.get("nonfinite", 0), f"{where}.nonfinite")
     _value_range(meta.get("range"), f"{where}.range")
     return meta
 

@@ -20,7 +20,8 @@ from .codec import CodecOptions, SampleError, encode
 from .format import dumps, sample_key, shard_name
 from .scratch import Scratch
 from .shardwriter import ShardWriter
-from .sources import Source, load
+from .sourceread import load
+from .sources import Source
 
 
 class Cancelled(Exception):
@@ -54,6 +55,8 @@ def encode_sample(
         "overflow_clipped": enc.clipped,
         "meta": meta,
     }
+    if enc.nonfinite:  # NaN/Inf kept (--on-nonfinite keep): counted here, absent for clean data
+        info["nonfinite"] = enc.nonfinite
     data = enc.data if sys.byteorder == "little" else enc.data.astype(enc.data.dtype.newbyteorder("<"))
     return key, np.ascontiguousarray(data), dumps(info)
 

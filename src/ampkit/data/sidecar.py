@@ -2,18 +2,21 @@
 
 A sidecar is a JSON object of at most :data:`SIDECAR_MAX_BYTES`; its ``slope``/``intercept``
 (any spelling in :data:`SCALE_KEYS`, DICOM's ``RescaleSlope``/``RescaleIntercept`` included)
-must be finite numbers and become top-level fields of the sample JSON, the rest goes to its
+must be finite numbers within float32's range and become top-level fields of the sample JSON, the rest goes to its
 ``meta``. Anything else is a :class:`~ampkit.errors.UsageError` naming the file.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
+from ..fsutil import FileTooLarge, read_limited
 from . import schema
 
 SCALE_KEYS = {
@@ -38,15 +41,13 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not sidecar.is_file():  # a regular file (a FIFO or device beside the volume is not read)
         return {}
     valid = 'valid: a JSON object such as {"slope": 1.0, "intercept": -1024, "label": 2}'
-    try:
-        with open(sidecar, "rb") as fh:  # every sample's JSON carries it: a few KiB, not a log file
-            data = fh.read(SIDECAR_MAX_BYTES + 1)
-        if len(data) > SIDECAR_MAX_BYTES:
-            raise UsageError(
-                f"{sidecar}: more than {SIDECAR_MAX_BYTES >> 20} MiB of metadata, which every sample's "
-                f"JSON would carry; {valid} (at most {SIDECAR_MAX_BYTES >> 20} MiB)"
-            )
-        found = schema.parse_json(data, str(sidecar))
+    try:  # every sample's JSON carries it: a few KiB, not a log file; opened without ever blocking
+        found = schema.parse_json(read_limited(sidecar, SIDECAR_MAX_BYTES), str(sidecar))
+    except FileTooLarge:
+        raise UsageError(
+            f"{sidecar}: more than {SIDECAR_MAX_BYTES >> 20} MiB of metadata, which every sample's "
+            f"JSON would carry; {valid} (at most {SIDECAR_MAX_BYTES >> 20} MiB)"
+        ) from None
     except OSError as err:
         raise UsageError(f"{sidecar}: cannot read the sidecar ({err.strerror or err})") from None
     except ValueError as err:
@@ -56,10 +57,19 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     for name, value in found.items():
         if name.lower() in SCALE_KEYS:
             try:
-                schema.number(value, name)
+                schema.float32_number(value, name)
             except ValueError as err:
                 raise UsageError(f"{sidecar}: {err}; valid: a JSON number such as 1.0") from None
     return found
+
+
+def sidecar_stamp(path: Path) -> tuple[int, int]:
+    """``(size, mtime in ns)`` of the sidecar of ``path``; ``(-1, -1)`` when there is none."""
+    try:
+        info = os.stat(path.with_suffix(".json"))
+    except OSError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else (-1, -1)
 
 
 def plain(value: Any) -> Any:

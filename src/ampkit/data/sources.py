@@ -1,4 +1,4 @@
-"""Input discovery and loading for ``convert``: ``.npz``/``.npy`` files or folders, with metadata.
+"""Input discovery for ``convert``: ``.npz``/``.npy`` files or folders, with metadata, checked up front.
 
 Per-sample metadata comes from 0-d arrays inside an ``.npz`` (``slope``, ``intercept``, anything
 else) and from a JSON sidecar next to the file (``vol.npz`` -> ``vol.json``, :mod:`.sidecar`); the sidecar wins.
@@ -8,12 +8,16 @@ fields of the sample JSON, the rest goes to its ``meta``.
 :func:`discover` checks every input before anything is converted, from headers alone (no array
 data is read): a numeric dtype, at least one dimension and one value, a file as long as its
 header promises, metadata members JSON can hold, and a sidecar that is a JSON object with
-numeric scale fields. A file that fails is a :class:`UsageError` naming it and what is valid.
+numeric scale fields (within float32's range), and no file given twice. Files are opened without
+ever blocking (a FIFO is refused). A file that fails is a :class:`UsageError` naming it and what
+is valid. Reading a source's data when its sample is encoded is :mod:`ampkit.data.sourceread`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..fsutil import open_binary
 from . import schema
-from .scratch import Scratch, empty
-from .sidecar import SCALE_KEYS, plain, read_sidecar
+from .sidecar import SCALE_KEYS, read_sidecar, sidecar_stamp
 
 SUFFIXES = (".npz", ".npy")
 """Input file types."""
@@ -32,7 +36,7 @@ _ARRAY_KINDS = "iuf"
 """dtype kinds that can be stored: signed and unsigned integers, real floats."""
 _META_KINDS = "biufU"
 """dtype kinds a 0-d metadata member may have (JSON holds booleans, numbers and strings)."""
-_VALID_ARRAY = "valid: a real integer or float array with at least one dimension and one value"
+VALID_ARRAY = "valid: a real integer or float array with at least one dimension and one value"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class Source:
     """Source dtype name (``float32``, ``int16``, ...)."""
     meta_keys: tuple[str, ...] = ()
     """The ``.npz``'s 0-d members, read as metadata (the other arrays are never read)."""
+    identity: tuple[int, int] = (0, 0)
+    """``(st_dev, st_ino)`` of the file when found: the same file named twice is refused."""
+    stamp: tuple[int, ...] = ()
+    """Size and mtime (ns) of the file and of its sidecar (-1, -1: none) when found: a resumed
+    ``convert`` rewrites a kept shard whose sources' stamps changed (:mod:`ampkit.data.stamps`)."""
 
     @property
     def numel(self) -> int:
@@ -56,7 +65,7 @@ class Source:
         return math.prod(self.shape)
 
 
-def _header(fp: Any, with_order: bool = False) -> Any:
+def npy_header(fp: Any, with_order: bool = False) -> Any:
     """``(shape, dtype, data bytes the header promises)`` of a ``.npy`` stream, which is left at the data
     (``with_order``: and whether the data is in Fortran order, as a fourth item)."""
     version = np.lib.format.read_magic(fp)
@@ -73,11 +82,11 @@ def _header(fp: Any, with_order: bool = False) -> Any:
 def _check_array(label: str, shape: tuple[int, ...], dtype: np.dtype, hint: str = "") -> None:
     if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
         what = "object (pickled)" if dtype.hasobject else str(dtype)
-        raise UsageError(f"{label}: dtype {what} cannot be stored; {_VALID_ARRAY}{hint}")
+        raise UsageError(f"{label}: dtype {what} cannot be stored; {VALID_ARRAY}{hint}")
     if not shape:
-        raise UsageError(f"{label}: a 0-d array (a single value); {_VALID_ARRAY}{hint}")
+        raise UsageError(f"{label}: a 0-d array (a single value); {VALID_ARRAY}{hint}")
     if math.prod(shape) == 0:
-        raise UsageError(f"{label}: an empty array of shape {list(shape)}; {_VALID_ARRAY}{hint}")
+        raise UsageError(f"{label}: an empty array of shape {list(shape)}; {VALID_ARRAY}{hint}")
 
 
 def _check_length(label: str, have: int, need: int) -> None:
@@ -98,26 +107,28 @@ def _check_meta(label: str, name: str, dtype: np.dtype) -> None:
         raise UsageError(f"{label}: {name} has dtype {dtype}; valid: a number")
 
 
-def _npz_source(path: Path, label: str, array_key: str | None) -> Source:
-    with zipfile.ZipFile(path) as zf:
+def _npz_source(fh: Any, label: str, array_key: str | None) -> Source:
+    with zipfile.ZipFile(fh) as zf:
         headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         for info in zf.infolist():  # zip order = the order np.savez wrote the arrays
             if info.filename.endswith(".npy"):
                 name = info.filename[: -len(".npy")]
                 with zf.open(info) as fp:
-                    shape, dtype, need = _header(fp)
+                    shape, dtype, need = npy_header(fp)
                     _check_length(f"{label} member {name!r}", info.file_size - fp.tell(), need)
                     if not shape and name.lower() in SCALE_KEYS and dtype.kind in "iuf":
                         value = np.frombuffer(fp.read(dtype.itemsize), dtype)[0]
-                        if not math.isfinite(float(value)):
-                            raise UsageError(f"{label}: {name} is {value}; valid: a finite number")
+                        try:
+                            schema.float32_number(float(value), name)
+                        except ValueError as err:
+                            raise UsageError(f"{label}: {err}; valid: a finite number") from None
                 headers[name] = (shape, dtype)
     arrays = [k for k, (shape, _) in headers.items() if len(shape) >= 1]
     if array_key is None:
         if not arrays:
             members = ", ".join(headers) or "none"
             raise UsageError(
-                f"{label}: no array with at least one dimension (members: {members}); {_VALID_ARRAY}"
+                f"{label}: no array with at least one dimension (members: {members}); {VALID_ARRAY}"
             )
         array_key = arrays[0]
     elif array_key not in headers:
@@ -135,14 +146,15 @@ def _npz_source(path: Path, label: str, array_key: str | None) -> Source:
 def _source(path: Path, array_key: str | None) -> Source:
     label = path.as_posix()
     try:
-        if path.suffix == ".npz":
-            source = _npz_source(path, label, array_key)
-        else:
-            with open(path, "rb") as fp:
-                shape, dtype, need = _header(fp)
-                _check_length(label, path.stat().st_size - fp.tell(), need)
-            _check_array(label, shape, dtype)
-            source = Source(label, None, shape, dtype.name)
+        with open_binary(path) as fp:  # a FIFO in its place is refused, never waited on
+            info = os.fstat(fp.fileno())
+            if path.suffix == ".npz":
+                source = _npz_source(fp, label, array_key)
+            else:
+                shape, dtype, need = npy_header(fp)
+                _check_length(label, info.st_size - fp.tell(), need)
+                _check_array(label, shape, dtype)
+                source = Source(label, None, shape, dtype.name)
     except UsageError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
@@ -151,78 +163,44 @@ def _source(path: Path, array_key: str | None) -> Source:
             f"{label}: not a readable {path.suffix} file ({err}); valid: files written by {kind}"
         ) from None
     read_sidecar(path)  # checked now, read again when the sample is converted
-    return source
+    stamp = (info.st_size, info.st_mtime_ns, *sidecar_stamp(path))
+    return dataclasses.replace(source, identity=(info.st_dev, info.st_ino), stamp=stamp)
 
 
 def discover(paths: list[str], array_key: str | None = None) -> list[Source]:
     """Sources for ``paths`` (files, or folders searched recursively in sorted order), in the given order.
 
-    Every source is checked from its header (and its sidecar read) here, before any conversion.
+    Every source is checked from its header (and its sidecar read) here, before any conversion; a
+    file given twice (also as a link, or through a folder and by name) is refused.
     """
     if not paths:
         raise UsageError("no input given; pass .npz/.npy files or folders of them")
     sources: list[Source] = []
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                (p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()), key=Path.as_posix
-            )
-            if not found:
-                raise UsageError(f"{raw}: folder holds no .npz or .npy files; valid: a folder of them")
-            sources.extend(_source(p, array_key) for p in found)
-        elif path.is_file() and path.suffix in SUFFIXES:
-            sources.append(_source(path, array_key))
-        elif path.exists():
-            raise UsageError(
-                f"{raw}: not a .npz or .npy file or a folder; valid: {', '.join(SUFFIXES)} files or folders"
-            )
-        else:
-            raise UsageError(f"{raw}: no such file or folder")
+        sources.extend(_collect(raw, array_key))
+    seen: dict[tuple[int, int], int] = {}
+    for i, source in enumerate(sources):
+        first = sources[seen.setdefault(source.identity, i)].path
+        if seen[source.identity] != i:
+            same = "given twice" if first == source.path else f"the same file as {first}"
+            raise UsageError(f"{source.path}: {same}; valid: each source once (it would be converted twice)")
     return sources
 
 
-def read_array(fp: Any, scratch: Scratch | None = None) -> np.ndarray:
-    """The array of a ``.npy`` stream (a file or an ``.npz`` member), read straight into its memory.
-
-    One ``readinto`` of the data (``np.load`` reads a large ``.npy`` several times slower); the
-    header is checked as :func:`discover` checks it, and a short file is a ``ValueError``. With a
-    ``scratch`` the array is a view of its ``source`` buffer (valid until the next read into it).
-    """
-    shape, dtype, need, fortran = _header(fp, with_order=True)
-    if dtype.hasobject:
-        raise ValueError(f"dtype {dtype} holds Python objects; {_VALID_ARRAY}")
-    array = empty(scratch, "source", shape, dtype, order="F" if fortran else "C")
-    raw = (array.T if fortran else array).reshape(-1).view(np.uint8)
-    got = 0
-    while got < need:
-        n = fp.readinto(raw[got:])
-        if not n:
-            raise ValueError(f"truncated: {got} of {need} data bytes")
-        got += n
-    return array
-
-
-def load(source: Source, scratch: Scratch | None = None) -> tuple[np.ndarray, float, float, dict[str, Any]]:
-    """``(array, slope, intercept, meta)`` of one source (the array in ``scratch`` when given)."""
-    path = Path(source.path)
-    found: dict[str, Any] = {}
-    if source.array_key is None:
-        with open(path, "rb", buffering=0) as fp:
-            array = read_array(fp, scratch)
-    else:
-        with zipfile.ZipFile(path) as zf:
-            with zf.open(f"{source.array_key}.npy") as fp:
-                array = read_array(fp, scratch)
-            for name in source.meta_keys:
-                with zf.open(f"{name}.npy") as fp:
-                    found[name] = plain(read_array(fp)[()])
-    found.update(read_sidecar(path))
-    scale = {"slope": 1.0, "intercept": 0.0}
-    meta: dict[str, Any] = {}
-    for name, value in found.items():
-        if name.lower() in SCALE_KEYS:
-            scale[SCALE_KEYS[name.lower()]] = schema.number(value, name)
-        else:
-            meta[name] = plain(value)
-    return array, scale["slope"], scale["intercept"], meta
+def _collect(raw: str, array_key: str | None) -> list[Source]:
+    """The sources of one SRC argument: a file, or a folder searched recursively in sorted order."""
+    path = Path(raw)
+    if path.is_dir():
+        found = sorted(
+            (p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()), key=Path.as_posix
+        )
+        if not found:
+            raise UsageError(f"{raw}: folder holds no .npz or .npy files; valid: a folder of them")
+        return [_source(p, array_key) for p in found]
+    if path.is_file() and path.suffix in SUFFIXES:
+        return [_source(path, array_key)]
+    if path.exists():
+        raise UsageError(
+            f"{raw}: not a .npz or .npy file or a folder; valid: {', '.join(SUFFIXES)} files or folders"
+        )
+    raise UsageError(f"{raw}: no such file or folder")

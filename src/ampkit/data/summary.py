@@ -40,12 +40,15 @@ def build_manifest(shards: list[dict[str, Any]], metas: list[dict[str, Any]]) ->
 
     ``stored_bytes`` counts whole shard files (tar headers, JSON and padding included), so the
     ratios are what the disk really holds; ``payload_bytes`` counts the ``.bin`` members only.
+    ``nonfinite`` counts the NaN/Inf values stored as such (``--on-nonfinite keep``), which the
+    error figures leave out (they are taken over finite values).
     """
     source = sum(source_nbytes(m) for m in metas)
     float32_bytes = sum(numel(m) * 4 for m in metas)
     stored = sum(int(s["bytes"]) for s in shards)
     payload = sum(int(e["bin"][1]) for s in shards for e in s["samples"])
     clipped = sum(int(m.get("overflow_clipped", 0)) for m in metas)
+    nonfinite = sum(int(m.get("nonfinite", 0)) for m in metas)
     return {
         "format": FORMAT,
         "shards": shards,
@@ -58,4 +61,5 @@ def build_manifest(shards: list[dict[str, Any]], metas: list[dict[str, Any]]) ->
         "dtype_counts": dict(sorted(Counter(m["dtype"] for m in metas).items())),
         "worst_error": worst_error(metas),
         "overflow_clipped": clipped,
+        "nonfinite": nonfinite,
     }

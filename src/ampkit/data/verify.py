@@ -14,6 +14,7 @@ the file it points into first (:func:`ampkit.data.format.read_member`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import numpy as np
 
 from .checksum import mismatch, recorded
 from .folder import ShardFolder, open_folder
-from .format import INDEX_MEMBER, decode_array, file_sha256, read_index, read_member
+from .format import INDEX_MEMBER, decode_array, open_shard, read_index, read_member
 from .schema import checked_sample
 
 
@@ -74,10 +75,11 @@ class VerifyReport:
         )
 
 
-def _check_tar(path: Path, entries: list[dict[str, Any]]) -> str | None:
-    """Why the tar structure disagrees with the index entries, or None."""
+def _check_tar(fh: Any, entries: list[dict[str, Any]]) -> str | None:
+    """Why the tar structure of the open shard ``fh`` disagrees with the index entries, or None."""
     try:
-        with tarfile.open(path, mode="r:") as tf:
+        fh.seek(0)
+        with tarfile.open(fileobj=fh, mode="r:") as tf:
             members = tf.getmembers()
     except (tarfile.TarError, OSError) as err:
         return f"tar structure unreadable ({err})"
@@ -89,6 +91,15 @@ def _check_tar(path: Path, entries: list[dict[str, Any]]) -> str | None:
     if spans != [list(e[kind]) for e in entries for kind in ("bin", "json")]:
         return "member data offsets differ from the manifest"
     return None
+
+
+def _sha256(fh: Any) -> str:
+    """Hex sha256 of the whole open file, read in 1 MiB blocks."""
+    fh.seek(0)
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
 
 
 def _check_sample(fh: Any, entry: dict[str, Any]) -> str | None:
@@ -119,33 +130,30 @@ def _check_shard(
 ) -> None:
     """Check one shard's samples, tar structure and (with a manifest entry ``listed``) size and sha256."""
     name = path.name
-    if not path.is_file():
-        exists = os.path.lexists(path)
-        report.problems.append(
-            Problem(
-                name,
-                None,
-                "not a regular file (a folder, FIFO, device or broken link)" if exists else "missing",
-            )
-        )
+    try:  # never blocks: a FIFO in a shard's place is a finding, not a hang
+        fh = open_shard(path)
+    except (FileNotFoundError, ValueError):  # other OSErrors (EACCES, EIO): a fault of the machine
+        odd = "not a regular file (a folder, FIFO, device or broken link)"
+        report.problems.append(Problem(name, None, odd if os.path.lexists(path) else "missing"))
         report.failed += len(entries)
         return
-    size = path.stat().st_size
-    if listed is not None and size != listed["bytes"]:
-        report.problems.append(Problem(name, None, f"{size} bytes, the manifest says {listed['bytes']}"))
-    bad_before = len(report.problems)
-    with open(path, "rb") as fh:
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if listed is not None and size != listed["bytes"]:
+            report.problems.append(Problem(name, None, f"{size} bytes, the manifest says {listed['bytes']}"))
+        bad_before = len(report.problems)
         for entry in entries:
-            why = _check_sample(fh, entry)
-            if why:
-                report.problems.append(Problem(name, entry["key"], why))
+            bad = _check_sample(fh, entry)
+            if bad:
+                report.problems.append(Problem(name, entry["key"], bad))
                 report.failed += 1
             else:
                 report.samples += 1
-    why = _check_tar(path, entries)
-    if why:
-        report.problems.append(Problem(name, None, why))
-    if listed is not None and file_sha256(path) != listed["sha256"]:
+        tar_bad = _check_tar(fh, entries)
+        digest = _sha256(fh) if listed is not None else None
+    if tar_bad:
+        report.problems.append(Problem(name, None, tar_bad))
+    if listed is not None and digest != listed["sha256"]:
         for entry in entries:  # the file changed and nothing of their own clears these samples
             if recorded(entry) is None:
                 why = "no checksum of its own, and the shard's sha256 differs: cannot be cleared"

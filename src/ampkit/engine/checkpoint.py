@@ -25,7 +25,8 @@ import torch
 
 from ..errors import UsageError
 from ..fsutil import write_with
-from .config import TrainConfig
+from .ckpt_fields import check_fields
+from .ckpt_file import VALID, opened_checkpoint
 from .runfolder import writing
 
 #: Keys (and their types) every checkpoint written by ``ampkit train`` holds.
@@ -39,7 +40,6 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "config": dict,
     "result": dict,
 }
-VALID = "valid: a last.pt written by ampkit train (or its run folder)"
 
 
 def _legacy_numpy_globals() -> list[Any]:
@@ -133,44 +133,44 @@ def _refused(path: Path, err: pickle.UnpicklingError) -> UsageError:
     )
 
 
-def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``; any file that is not a readable torch file raises
-    :class:`UsageError` (one line). Real read faults (EIO) stay :class:`OSError`."""
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` of the file :func:`~.ckpt_file.opened_checkpoint` opened
+    and checked (a FIFO, device, compressed or oversized archive is refused before torch reads it);
+    any file that is not a readable torch file raises :class:`UsageError` (one line). Real read faults
+    (EIO) stay :class:`OSError`. ``mmap``: map the tensors' bytes instead of reading them (zip files)."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder, not a checkpoint file; {VALID}")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; {VALID}") from None
-    if size == 0:
-        raise UsageError(f"{path}: empty file (0 bytes), not a checkpoint; {VALID}")
-    try:
-        with (
-            warnings.catch_warnings(),
-            torch.serialization.safe_globals(_legacy_numpy_globals()),
-        ):
-            warnings.simplefilter("ignore")  # torch's notes on pickle protocols of foreign files
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise _refused(path, err) from None
-    except PermissionError:
-        raise UsageError(f"{path}: cannot read: permission denied") from None
-    except OSError as err:
-        if err.errno in (errno.EIO, errno.ENOMEM, errno.ENXIO):
-            raise OSError(err.errno, err.strerror, str(path)) from err
-        raise UsageError(
-            f"{path}: damaged or truncated checkpoint ({err.strerror or err}); {VALID}"
-        ) from None
-    except EOFError:
-        raise UsageError(f"{path}: damaged or truncated checkpoint (the data ends early); {VALID}") from None
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
-        raise UsageError(
-            f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); {VALID}"
-        ) from None
-    except RuntimeError as err:
-        reason = str(err).split(". ")[0].splitlines()[0][:120] if str(err) else type(err).__name__
-        raise UsageError(f"{path}: damaged or truncated checkpoint ({reason}); {VALID}") from None
+    with opened_checkpoint(path) as found:
+        source = found.mmap_name if mmap and found.mmap_name else found.handle
+        try:
+            with (
+                warnings.catch_warnings(),
+                torch.serialization.safe_globals(_legacy_numpy_globals()),
+            ):
+                warnings.simplefilter("ignore")  # torch's notes on pickle protocols of foreign files
+                return torch.load(
+                    source, map_location=map_location, weights_only=True, mmap=source is not found.handle
+                )
+        except pickle.UnpicklingError as err:
+            raise _refused(path, err) from None
+        except PermissionError:
+            raise UsageError(f"{path}: cannot read: permission denied") from None
+        except OSError as err:
+            if err.errno in (errno.EIO, errno.ENOMEM, errno.ENXIO):
+                raise OSError(err.errno, err.strerror, str(path)) from err
+            raise UsageError(
+                f"{path}: damaged or truncated checkpoint ({err.strerror or err}); {VALID}"
+            ) from None
+        except EOFError:
+            raise UsageError(
+                f"{path}: damaged or truncated checkpoint (the data ends early); {VALID}"
+            ) from None
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
+            raise UsageError(
+                f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); {VALID}"
+            ) from None
+        except RuntimeError as err:
+            reason = str(err).split(". ")[0].splitlines()[0][:120] if str(err) else type(err).__name__
+            raise UsageError(f"{path}: damaged or truncated checkpoint ({reason}); {VALID}") from None
 
 
 def _type_name(value: Any) -> str:
@@ -193,16 +193,7 @@ def check_checkpoint(state: Any, path: Path) -> dict[str, Any]:
             raise UsageError(
                 f"{path}: not an ampkit checkpoint: {key!r} is {_type_name(state[key])}, not a {want}"
             )
-
-    try:
-        config = TrainConfig.from_dict(state["config"])
-    except (TypeError, ValueError) as err:
-        raise UsageError(f"{path}: damaged checkpoint: its config does not load ({err})") from None
-    sizes = ("default", "small") if config.task == "ct" else ("default", "small", "gpu")
-    if config.size not in sizes:  # a hand-edited size would fail in the task's factory
-        raise UsageError(
-            f"{path}: damaged checkpoint: config.size = {config.size!r}; valid: {', '.join(sizes)}"
-        )
+    check_fields(state, path)  # config, step, precision, keep_fp32, optimizer hyperparameters
     return state
 
 

@@ -106,11 +106,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; valid: {sorted(names)}")
+        """Inverse of :meth:`to_dict`: the config a file holds, every field checked first.
+
+        An unknown field, or a field of the wrong type or out of range (``batch_size = 0``,
+        ``seed = 2**80``, ``lr = "abc"``), raises :class:`~.config_check.ConfigError` (a
+        ``ValueError``: ``"<field> is <value>; valid: ..."``) before anything is built.
+        """
+        from .config_check import check_config_dict
+
+        check_config_dict(data, {f.name for f in dataclasses.fields(cls)})
         values = dict(data)
         if values.get("out") is not None:
             values["out"] = Path(values["out"])

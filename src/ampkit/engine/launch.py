@@ -1,7 +1,7 @@
 """``ampkit train --nproc N``: start N worker processes, watch them, and end the job cleanly.
 
 :func:`run_distributed` is the library entry (``ampkit compare --gpus N`` arms use it): it writes
-the :class:`TrainConfig` to a file, starts ``python -m ampkit.engine.launch CONFIG`` once per
+the :class:`TrainConfig` to a file, starts ``python -P -m ampkit.engine.launch CONFIG`` once per
 rank with torchrun's environment variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT`` on a free port) and reads rank 0's ``metrics.json`` back.
 
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fsutil import read_regular
+from ..pychild import python_module
 from .config import TrainConfig
 from .distributed import BACKENDS, check_devices, check_split
 from .records import RunResult
@@ -140,10 +142,15 @@ def run_distributed(config: TrainConfig, *, timeout_s: float | None = None) -> R
             path = Path(tmp) / "config.json"
             path.write_text(json.dumps(conf.to_dict()))
             log.info(launch_line(conf))  # after every check: a refused run prints only its error
-            launch([sys.executable, "-m", __name__, str(path)], config.nproc, timeout_s=timeout_s)
+            launch(worker_command(path), config.nproc, timeout_s=timeout_s)
         from .loop import METRICS_NAME
 
-        return RunResult.from_dict(json.loads((out / METRICS_NAME).read_text()))
+        return RunResult.from_dict(json.loads(read_regular(out / METRICS_NAME)))  # never a FIFO's wait
+
+
+def worker_command(config_path: Path) -> list[str]:
+    """One rank's command line: this module on ``config_path``, nothing imported from the current folder."""
+    return [*python_module("ampkit.engine.launch"), str(config_path)]
 
 
 def worker_main(argv: Sequence[str]) -> int:

@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..tasks.registry import trusted_task
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .config_check import ConfigError, check_field
 from .runfolder import CHECKPOINT_NAME, claim_run_folder
 
 log = logging.getLogger("ampkit")
@@ -83,6 +84,11 @@ def reconcile(config: TrainConfig, state: dict[str, Any], path: Path) -> TrainCo
         trusted_task(taken["task"], f"--resume-any: {path}")
     if short:  # the flags' steps end before the checkpoint: keep the checkpoint's own length
         taken.update(steps=saved.get("steps"), epochs=saved.get("epochs"))
+    for name, value in taken.items():  # what comes from the file is checked as a flag would be
+        try:
+            check_field(name, value)
+        except ConfigError as err:
+            raise UsageError(f"--resume-any: {path}: config.{err}") from None
     shown = {name: value for name, value in taken.items() if value is not None}
     log.info("ampkit: --resume-any: continuing with the checkpoint's %s", _pairs(shown))
     return dataclasses.replace(config, **taken)

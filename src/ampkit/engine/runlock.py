@@ -18,6 +18,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fsutil import read_regular
 
 try:
     import fcntl
@@ -35,14 +37,16 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not locked
 LOCK_NAME = ".ampkit.lock"
 #: ``flock`` errors of file systems without locks (some network mounts): the run goes on unlocked.
 UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP)
+#: The most bytes of a lock file read for its holder's description.
+_HOLDER_MAX = 1 << 16
 
 log = logging.getLogger("ampkit")
 
 
 def read_holder(path: Path) -> dict[str, Any]:
-    """What the holder wrote into the lock file (``{}`` when unreadable or still empty)."""
+    """What the holder wrote into the lock file (``{}`` when unreadable, not a regular file or empty)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        data = json.loads(read_regular(path, _HOLDER_MAX).decode("utf-8") or "{}")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -55,11 +59,38 @@ def _in_use(folder: Path, holder: dict[str, Any]) -> UsageError:
     return UsageError(f"{folder} is in use by {who}{since}; wait for it or use another --out")
 
 
+def _not_a_lock(path: Path, what: str) -> UsageError:
+    return UsageError(
+        f"{path}: {what}, not ampkit's lock file; valid: a regular file or none there (remove it; "
+        "ampkit creates its run lock as a regular file)"
+    )
+
+
+def _open_file(path: Path) -> int:
+    """``path`` opened (created if missing) for the lock: never through a symbolic link (which could
+    point at any file to truncate), never blocking on a FIFO, refused unless a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except IsADirectoryError:
+        raise _not_a_lock(path, "a folder") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise _not_a_lock(path, "a symbolic link") from None
+        if err.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device
+            raise _not_a_lock(path, "a device or socket") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_a_lock(path, "a FIFO, device or socket")
+    return fd
+
+
 def _open_locked(path: Path) -> int | None:
     """An fd holding ``path``'s lock, or None when a live process holds it."""
     assert fcntl is not None
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,6 +1,6 @@
 """The planner's side of the probe server: :class:`ProbeServer` starts it and asks it for probes.
 
-``with ProbeServer(task) as server: server.probe(request, timeout_s)`` starts ``python -m
+``with ProbeServer(task) as server: server.probe(request, timeout_s)`` starts ``python -P -m
 ampkit.hardware.probe_server`` (:mod:`.probe_server`: the fork server itself) once, writes one
 JSON :class:`~.probe.ProbeRequest` per probe on its stdin and reads its answer lines (a thread
 pumps them into a queue, so every wait has a deadline). A probe that outlives its ``timeout_s``
@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict
 from typing import IO, Any
 
+from ..pychild import python_module
 from .probe import ProbeRequest, ProbeResult
 
 PROTOCOL_HINT = "the probe server stopped"
@@ -54,16 +55,8 @@ class ProbeServer:
 
     def _start(self, extra: list[str]) -> subprocess.Popen[str]:
         """The server (or a ``--once`` interpreter), its answer lines read by a thread into a queue."""
-        # the planner's import path (a user's task module it found) is the probes' too
-        path = [entry or os.getcwd() for entry in sys.path]
-        # torch.cuda.is_available() by NVML: a CUDA driver initialised in the server breaks its forks
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "ampkit.hardware.probe_server", *extra],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
+            server_command(extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=server_env()
         )
         self._lines = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, self._lines), daemon=True).start()
@@ -123,6 +116,19 @@ class ProbeServer:
                 server.wait()
         result.seconds = time.monotonic() - began
         return result
+
+
+def server_command(extra: list[str]) -> list[str]:
+    """The probe server's command line; ``-P``: the current folder is not added to its ``sys.path``."""
+    return [*python_module("ampkit.hardware.probe_server"), *extra]
+
+
+def server_env() -> dict[str, str]:
+    """The server's environment: the planner's import path (a user's task module it found) is the
+    probes' too, in the planner's order and nothing more (a ``''`` entry is the folder it stands for)."""
+    path = [entry or os.getcwd() for entry in sys.path]
+    # torch.cuda.is_available() by NVML: a CUDA driver initialised in the server breaks its forks
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
 
 
 def _pump(stream: IO[str] | None, lines: queue.Queue[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from .exporters import Export
 
 FORMATS: tuple[str, ...] = ("text", "json", "yaml")
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # matched whole: a key ending in "\n" is quoted
 #: Words YAML 1.1 reads as booleans or null, so they are quoted even as keys.
 _YAML11_WORDS = {"y", "yes", "n", "no", "true", "false", "on", "off", "null"}
 
@@ -34,7 +34,7 @@ def to_yaml(data: Any, indent: int = 0) -> str:
             return pad + "{}\n"
         out = []
         for key, value in data.items():
-            plain = _PLAIN_KEY.match(key) and key.lower() not in _YAML11_WORDS
+            plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML11_WORDS
             name = key if plain else json.dumps(key)
             if isinstance(value, (dict, list)) and value:
                 out.append(f"{pad}{name}:\n{to_yaml(value, indent + 2)}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ..termtext import visible
 from .arms import ArmPlan, plan_arms
 from .config import Experiment, load_study, precisions_from_env
 from .report import print_table, write_csv, write_json
@@ -45,6 +46,10 @@ def write_outputs(study: dict[str, Any], out: Path) -> list[Path]:
     return [out / "results.json", out / "results.csv", out / "report.md", *plots]
 
 
+def _say(console: Console, line: str) -> None:
+    console.print(visible(line), markup=False, highlight=False, soft_wrap=True)
+
+
 def run_study(
     experiment: Experiment,
     out: Path,
@@ -69,7 +74,8 @@ def run_study(
     study = run_experiment(experiment, out, console=console, checked=checked, on_arm=on_arm)
     paths = write_outputs(study, out)
     print_table(study, console)
-    console.print(f"wrote {', '.join(p.name for p in paths)} to {out}/")
+    # --out is the user's text: shown literally (a '[/x]' in it is no markup, an ESC no escape code)
+    _say(console, f"wrote {', '.join(p.name for p in paths)} to {out}/")
     for line in trackers.finish(paths) if trackers is not None else []:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        _say(console, line)
     return study

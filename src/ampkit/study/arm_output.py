@@ -28,6 +28,8 @@ Record = dict[str, Any]
 PROOF = re.compile(r"ampkit: precision=(?P<mode>[A-Za-z0-9_.-]+)")
 #: Lines of stderr kept for a failed arm.
 TAIL_LINES = 20
+#: The most characters of one output line the ``--parse`` regexes scan (log lines are far shorter).
+SCAN_CHARS = 4096
 
 
 #: How ``ampkit.log`` writes non-finite values (strict JSON has no NaN or Infinity).
@@ -106,39 +108,31 @@ class LogTail:
 
 
 class OutputScanner:
-    """Scans the script's output lines: ``--parse`` regexes, the proof line, the stderr tail."""
+    """Scans the script's output lines: ``--parse`` regexes, the proof line, the stderr tail.
+
+    :meth:`feed` runs in the threads that read the script's pipes and only queues each line (and
+    keeps the stderr tail and proof lines, simple linear scans). The ``--parse`` regexes run when
+    :attr:`records` (or :attr:`unparsable`, :meth:`latest_loss`) is read, in the thread reading it:
+    the study's main thread, where Ctrl-C and SIGTERM interrupt even a catastrophically
+    backtracking regex (Python checks signals inside a match only in the main thread; in a pipe
+    reader thread such a match would hold the interpreter for minutes). Each line is scanned up
+    to :data:`SCAN_CHARS` characters, which bounds a merely slow (polynomial) regex as well.
+    """
 
     def __init__(self, patterns: list[re.Pattern[str]]):
         self.patterns = patterns
-        self.records: list[Record] = []
+        self._records: list[Record] = []
         self.proofs: list[tuple[str, str]] = []
         """``(mode, line)`` of each proof line."""
         self.ampkit_lines = 0
-        self.unparsable: set[str] = set()
+        self._unparsable: set[str] = set()
         self.stderr = collections.deque(maxlen=TAIL_LINES)  # type: collections.deque[str]
         self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[str, str, float]] = collections.deque()
 
     def feed(self, line: str, stream: str, now: float) -> None:
         """One line of ``stream`` ("stdout"/"stderr"), read at wall-clock time ``now``."""
         text = line.rstrip("\r\n")
-        values: dict[str, float] = {}
-        step: int | None = None
-        for pattern in self.patterns:
-            match = pattern.search(text)
-            if match is None:
-                continue
-            for name, raw in match.groupdict().items():
-                if raw is None:
-                    continue
-                try:
-                    number = float(raw) if name != "step" else None
-                    if name == "step":
-                        step = int(float(raw))
-                except (ValueError, OverflowError):
-                    self.unparsable.add(f"{name}={raw!r}")
-                    continue
-                if number is not None and name not in values:
-                    values[name] = number
         with self._lock:
             if stream == "stderr" and text.strip() and not _MARKERS.match(text):
                 self.stderr.append(text)
@@ -147,8 +141,45 @@ class OutputScanner:
                 self.proofs.append((proof["mode"], text.strip()))
             if "ampkit:" in text:
                 self.ampkit_lines += 1
+        if self.patterns:
+            self._pending.append((text[:SCAN_CHARS], stream, now))
+
+    @property
+    def records(self) -> list[Record]:
+        """``{"step", "time", "values", "source"}`` of each line a ``--parse`` regex matched."""
+        self._scan()
+        return self._records
+
+    @property
+    def unparsable(self) -> set[str]:
+        """``name='text'`` of groups that matched text that is not a number."""
+        self._scan()
+        return self._unparsable
+
+    def _scan(self) -> None:
+        """Run the ``--parse`` regexes over the queued lines, in this (the caller's) thread."""
+        while self._pending:
+            text, stream, now = self._pending.popleft()
+            values: dict[str, float] = {}
+            step: int | None = None
+            for pattern in self.patterns:
+                match = pattern.search(text)
+                if match is None:
+                    continue
+                for name, raw in match.groupdict().items():
+                    if raw is None:
+                        continue
+                    try:
+                        number = float(raw) if name != "step" else None
+                        if name == "step":
+                            step = int(float(raw))
+                    except (ValueError, OverflowError):
+                        self._unparsable.add(f"{name}={raw!r}")
+                        continue
+                    if number is not None and name not in values:
+                        values[name] = number
             if values or step is not None:
-                self.records.append({"step": step, "time": now, "values": values, "source": stream})
+                self._records.append({"step": step, "time": now, "values": values, "source": stream})
 
     def latest_loss(self) -> tuple[int | None, float] | None:
         """The last parsed ``(step, loss)``, for the progress bar."""

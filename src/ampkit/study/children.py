@@ -16,11 +16,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from ..pychild import python_code
 
 #: Environment variable naming the pid the arm must stay the child of.
 PARENT_ENV = "AMPKIT_STUDY_PARENT"
@@ -93,8 +94,8 @@ def how_it_ended(code: int | None) -> str:
 
 
 def arm_command(spec_path: Path) -> list[str]:
-    """The command line of one arm (or one rank of it)."""
-    return [sys.executable, "-c", BOOT, str(spec_path)]
+    """The command line of one arm (or one rank of it); the current folder is not on its ``sys.path``."""
+    return [*python_code(BOOT), str(spec_path)]
 
 
 def start_arm(command: list[str], env: dict[str, str], stderr: IO[str]) -> subprocess.Popen[str]:

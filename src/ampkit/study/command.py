@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import IO, Any
 
 from rich.progress import Progress
 
+from ..pychild import python_code
 from . import children
 from .arm_output import LogTail, OutputScanner, compile_patterns
 from .arms import ArmPlan
@@ -87,6 +87,12 @@ os._exit(os.waitstatus_to_exitcode(status))
 )
 
 
+def wrapper_command(report: Path, argv: list[str]) -> list[str]:
+    """:data:`WRAP` running ``argv``: the wrapper imports nothing from the current folder (``-P``),
+    and the command it execs sees ``sys.path`` as it would when the user ran it by hand."""
+    return [*python_code(WRAP), str(report), *argv]
+
+
 def _pump(stream: IO[bytes], name: str, log: IO[str], lock: threading.Lock, scanner: OutputScanner) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace")
@@ -131,9 +137,7 @@ def run_command_arm(
     started = time.time()
     lock = threading.Lock()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = children.start_command(
-            [sys.executable, "-c", WRAP, str(report), *argv], _environment(own, unset)
-        )
+        proc = children.start_command(wrapper_command(report, argv), _environment(own, unset))
         pids.append(proc.pid)
         tree = TreeMeter(proc.pid, exclude=(proc.pid,))
         pumps = [threading.Thread(target=_pump, args=(s, n, log, lock, scanner), daemon=True)

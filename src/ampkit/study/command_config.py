@@ -23,7 +23,7 @@ from .validate import is_int, kind_of
 if TYPE_CHECKING:
     from .config import Experiment
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch): no trailing newline
 #: Experiment fields that only a task experiment uses.
 TASK_ONLY = ("target_metric",)
 
@@ -44,7 +44,7 @@ def _check_env(exp: Experiment, prefix: str) -> None:
             f'{prefix}env is {kind_of(exp.env)}; valid: a table such as {{ OMP_NUM_THREADS = "1" }}'
         )
     for key, value in exp.env.items():
-        if not isinstance(key, str) or not ENV_NAME.match(key):
+        if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
             raise UsageError(f"{prefix}env {key!r}: not a variable name; valid: letters, digits and '_'")
         if key in STUDY_VARS or (key == "GPUS" and exp.gpus > 1):
             raise UsageError(
@@ -95,6 +95,10 @@ def validate_command(exp: Experiment) -> None:
         not isinstance(exp.metric, str) or not parse_metric(exp.metric)[0].strip()
     ):
         raise UsageError(f"{prefix}{_label(style, 'metric')} {exp.metric!r}; valid: {metric_valid}")
+    if isinstance(exp.metric, str) and exp.metric.count(":") > 1:  # "acc:max:min": name "acc:max"?
+        raise UsageError(
+            f"{prefix}{_label(style, 'metric')} {exp.metric!r}: more than one ':'; valid: {metric_valid}"
+        )
     if exp.metric is not None and parse_metric(exp.metric)[1] is None and ":" in exp.metric:
         how = exp.metric.rpartition(":")[2]
         raise UsageError(

@@ -25,12 +25,12 @@ from ..errors import UsageError
 
 #: Modules that are torch's launcher when run with ``python -m``.
 TORCH_RUN = ("torch.distributed.run", "torch.distributed.launch")
-_PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
+_PYTHON = re.compile(r"python(\d+(\.\d+)*)?")  # matched whole: "python3\n" is no python
 
 
 def is_python(program: str) -> bool:
     """``python``, ``python3``, ``python3.11`` or a path to one of them."""
-    return bool(_PYTHON.match(Path(program).name))
+    return bool(_PYTHON.fullmatch(Path(program).name))
 
 
 def launcher(command: Sequence[str]) -> str | None:

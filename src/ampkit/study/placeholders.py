@@ -10,11 +10,14 @@ arm's precision, all at once, so any script finds its way:
 - placeholders in the command's own arguments (and in an experiment's ``env`` values):
   ``{precision}``, ``{amp_dtype}``, ``{seed}``, ``{out}`` and ``{amp_flags}``, an argument of its
   own that expands to nothing for non-mixed modes and to the script's switch flags for mixed ones.
-  Literal braces are written ``{{`` and ``}}``.
+  Literal braces are written ``{{`` and ``}}``. A format spec (``{seed:03d}``) may pad to at most
+  :data:`MAX_WIDTH` characters (a width or precision is checked before anything is formatted,
+  so ``{seed:>2000000000}`` is refused, not allocated) and holds no placeholder of its own.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import string
 from collections.abc import Mapping, Sequence
@@ -39,6 +42,9 @@ STUDY_VARS = (
     "USE_AMP",
     "AMP_DTYPE",
 )
+#: The widest a placeholder's format spec may pad or the most digits it may show (``{seed:>1000}``).
+MAX_WIDTH = 1000
+_NUMBERS = re.compile(r"\d+")
 _VALID = ", ".join(f"{{{n}}}" for n in NAMES) + " (literal braces: {{ and }})"
 _SAMPLE = {"precision": "bf16-mixed", "amp_dtype": "bf16", "seed": 0, "out": "arms/x"}
 
@@ -53,7 +59,27 @@ def fields(text: str, where: str) -> list[str]:
     for name in names:
         if name not in NAMES:
             raise UsageError(f"{where}: unknown placeholder {{{name}}} in {text!r}; valid: {_VALID}")
+    for _, field, spec, _ in parts:
+        _check_spec(field, spec or "", text, where)
     return names
+
+
+def _check_spec(name: str | None, spec: str, text: str, where: str) -> None:
+    """A format spec without nested placeholders, its width and precision at most :data:`MAX_WIDTH`."""
+    if "{" in spec or "}" in spec:
+        raise UsageError(
+            f"{where}: {{{name}:{spec}}} in {text!r}: a placeholder inside a format spec; "
+            f"valid: a literal spec such as {{seed:03d}}"
+        )
+    # every run of digits: a one-digit fill character is small anyway, so this bounds width and precision
+    for digits in _NUMBERS.findall(spec):
+        number = digits.lstrip("0")
+        if len(number) > len(str(MAX_WIDTH)) or int(number or 0) > MAX_WIDTH:
+            shown = number if len(number) <= 12 else number[:12] + "..."
+            raise UsageError(
+                f"{where}: width or precision {shown} in {{{name}:...}} of {text[:60]!r}; "
+                f"valid: at most {MAX_WIDTH}, e.g. {{{name}:>10}}"
+            )
 
 
 def check_template(text: str, where: str, *, whole_amp_flags: bool = True) -> None:

@@ -8,10 +8,15 @@ command that cannot start); :func:`probe_task` builds the task once on the CPU t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import UsageError
 from ..hardware.capabilities import DeviceCaps, device_capabilities
 from .arms import ArmPlan, plan_arms, with_compile
 from .experiment import Experiment
+
+if TYPE_CHECKING:
+    from ..tasks import Task
 
 
 def _prefix(exp: Experiment) -> str:
@@ -35,14 +40,15 @@ def probe_task(exp: Experiment) -> None:
     """Build the task once here, on the CPU, with the arms' size, batch size and first seed.
 
     A task that cannot be imported, or whose factory raises or returns something other than a
-    Task, is refused before any arm starts (it would fail in every arm).
+    Task, is refused before any arm starts (it would fail in every arm); so is a batch size larger
+    than the task's training set (train's own check, :func:`ampkit.engine.setup.check_batch_size`).
     """
     from ..tasks import TaskSpec, build_task
 
     config = exp.train_config("fp32", exp.seeds[0])
     spec = TaskSpec(seed=config.seed, batch_size=config.batch_size, size=config.size)
     try:
-        build_task(exp.task, spec)
+        task = build_task(exp.task, spec)
     except UsageError as err:
         text, flag = str(err), f"--task {exp.task}: "
         if _prefix(exp) and text.startswith(flag):  # the task came from a study file, not the flag
@@ -54,6 +60,20 @@ def probe_task(exp: Experiment) -> None:
             f"{_prefix(exp)}task {exp.task!r}: building it (size={config.size}, batch_size={config.batch_size}) "
             f"raised {type(err).__name__}: {first}; valid: a factory that returns an ampkit.tasks.Task"
         ) from None
+    _check_batch(exp, task, config.batch_size, config.size)
+
+
+def _check_batch(exp: Experiment, task: Task, batch_size: int, size: str) -> None:
+    """Every arm would refuse a batch larger than the training set: say it once, before they start."""
+    from ..engine.setup import check_batch_size
+
+    try:
+        check_batch_size(batch_size, task, size)
+    except UsageError as err:
+        text = str(err)
+        if _prefix(exp):  # the batch size came from a study file's overrides (or --batch-size over it)
+            text = text.replace("--batch-size ", "batch_size ", 1)
+        raise UsageError(f"{_prefix(exp)}{text}") from None
 
 
 def require_runnable(exp: Experiment) -> list[ArmPlan]:

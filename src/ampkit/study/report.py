@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..fsutil import write_atomic
+from ..termtext import cells, markup, visible
 
 UNAVAILABLE = "unavailable"
 Arm = dict[str, Any]
@@ -138,7 +139,8 @@ def headers(study: dict[str, Any]) -> list[str]:
 def print_table(study: dict[str, Any], console: Console) -> None:
     """The rich table in the terminal; reasons of skipped arms follow it."""
     task = study["task"] if len(study["task"]) <= 70 else study["task"][:67] + "..."  # a long command
-    table = Table(title=f"ampkit compare: {task} ({study['experiment']})", show_lines=False)
+    # names, reasons and a command's output are the user's text: shown literally (no markup, no escapes)
+    table = Table(title=f"ampkit compare: {markup(task)} ({markup(study['experiment'])})", show_lines=False)
     hide = {"to target"} if study["settings"].get("target_metric") is None else set()
     if study["settings"].get("compile", "off") == "off":
         hide.add("compile s (speedup vs eager)")
@@ -146,20 +148,22 @@ def print_table(study: dict[str, Any], console: Console) -> None:
         hide |= {"skipped steps / loss scale", "MFU"}
     keep = [i for i, h in enumerate(headers(study)) if h not in hide]
     for i in keep:
-        table.add_column(headers(study)[i], overflow="fold", no_wrap=i == 0)
+        table.add_column(markup(headers(study)[i]), overflow="fold", no_wrap=i == 0)
     for arm, row in zip(study["arms"], rows(study)):
         if not arm.get("summary"):
-            table.add_row(row[0], arm["status"], *[""] * (len(keep) - 2))
+            table.add_row(*cells(row[0], arm["status"]), *[""] * (len(keep) - 2))
         else:
-            table.add_row(*[row[i] for i in keep])
+            table.add_row(*cells(*[row[i] for i in keep]))
     console.print(table)
     for arm in study["arms"]:
         if arm["status"] != "measured":
             console.print(
-                f"  {arm['mode']}: {arm['status']}: {arm.get('reason')}", markup=False, highlight=False
+                visible(f"  {arm['mode']}: {arm['status']}: {arm.get('reason')}"),
+                markup=False,
+                highlight=False,
             )
         for line in arm.get("stderr_tail", []):
-            console.print(f"    | {line}", markup=False, highlight=False)
+            console.print(f"    | {visible(line)}", markup=False, highlight=False)
 
 
 def _raw(fig: dict[str, Any] | None) -> Any:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from ..termtext import plain_column, visible
 from .arms import ArmPlan, arm_entry, new_warnings
 from .config import Experiment
 from .metadata import machine_metadata
@@ -36,10 +37,10 @@ SCHEMA = "ampkit-study/1"
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        plain_column("{task.description}", style="bold"),  # names and statuses: literal text
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
+        plain_column("{task.fields[loss]}"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -47,7 +48,7 @@ def _progress(console: Console) -> Progress:
 
 
 def _say(console: Console, text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(visible(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def _processes_line(exp: Experiment, label: str, pids: list[int]) -> str:

@@ -53,8 +53,8 @@ def max_threads() -> int:
     return os.cpu_count() or 1
 
 
-#: An experiment's name becomes a folder under ``--out``.
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: An experiment's name becomes a folder under ``--out`` (matched whole: ``$`` would let "abc\n" in).
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 _HINTS = typing.get_type_hints(TrainConfig)
 
@@ -243,7 +243,7 @@ def check_seeds(seeds: tuple[int, ...], where: str) -> None:
 
 def check_name(name: Any, where: str) -> None:
     """An experiment name is a plain folder name (it becomes ``--out``/NAME)."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", ".."):
         raise UsageError(
             f"{where}: experiment name {name!r}; valid: letters, digits, '_', '-' and '.', "
             "not starting with '.' or '-' (it names a folder)"
