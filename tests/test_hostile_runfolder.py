@@ -16,6 +16,7 @@ Special files live beside the test's folder (``{tmp}-x``): the rows' snapshot re
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -245,6 +246,75 @@ def group(**values: Any) -> Callable[[dict[str, Any]], None]:
     return lambda state: state["optimizer"]["optimizer"]["param_groups"][0].update(values)
 
 
+def scaler(**values: Any) -> dict[str, Any]:
+    """An enabled ``GradScaler``'s state with ``values`` edited in."""
+    return {**torch.amp.GradScaler("cpu").state_dict(), **values}
+
+
+def inner_scaler(value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda state: state["optimizer"].update(scaler=value)
+
+
+def ranks(*edits: dict[str, Any] | Any) -> Callable[[dict[str, Any]], None]:
+    """``rng_ranks`` of one entry per edit: the run's RNG state with a dict's keys replaced, or the value."""
+    return lambda state: state.update(
+        rng_ranks=[{**state["rng"], **e} if isinstance(e, dict) else e for e in edits]
+    )
+
+
+SCALE = "valid: a finite number > 0 and <= 3.40282e+38 (float32)"
+SCALER_ROWS = [
+    ("scaler-scale-string", top(scaler=scaler(scale="abc")), f"scaler.scale is 'abc'; {SCALE}"),
+    ("scaler-scale-negative", top(scaler=scaler(scale=-1.0)), f"scaler.scale is -1.0; {SCALE}"),
+    ("scaler-scale-zero", top(scaler=scaler(scale=0)), f"scaler.scale is 0; {SCALE}"),
+    ("scaler-scale-nan", top(scaler=scaler(scale=float("nan"))), f"scaler.scale is nan; {SCALE}"),
+    ("scaler-scale-inf", top(scaler=scaler(scale=float("inf"))), f"scaler.scale is inf; {SCALE}"),
+    ("scaler-scale-beyond-float32", top(scaler=scaler(scale=1e300)), f"scaler.scale is 1e+300; {SCALE}"),
+    (
+        "scaler-growth-tracker-negative",
+        top(scaler=scaler(_growth_tracker=-1)),
+        "scaler._growth_tracker is -1; valid: a whole number in 0..growth_interval-1 (1_999)",
+    ),
+    (
+        "scaler-growth-tracker-past-interval",
+        top(scaler=scaler(_growth_tracker=2000)),
+        "scaler._growth_tracker is 2000; valid: a whole number in 0..growth_interval-1",
+    ),
+    ("scaler-growth-factor-one", top(scaler=scaler(growth_factor=1.0)), "scaler.growth_factor is 1.0; valid: a finite number > 1"),
+    ("scaler-backoff-zero", top(scaler=scaler(backoff_factor=0.0)), "scaler.backoff_factor is 0.0; valid: a number > 0 and < 1"),
+    ("scaler-interval-float", top(scaler=scaler(growth_interval=2.5)), "scaler.growth_interval is 2.5; valid: a whole number in 1..2_147_483_647"),
+    ("scaler-interval-bool", top(scaler=scaler(growth_interval=True)), "scaler.growth_interval is True; valid: a whole number"),
+    ("scaler-keys-missing", top(scaler={"scale": "big"}), "scaler.growth_factor is missing; valid: null, {} (no loss scaling) or GradScaler"),
+    ("scaler-not-a-dict", top(scaler="zz"), "scaler is 'zz'; valid: null, {} (no loss scaling)"),
+    ("optimizer-scaler-scale-negative", inner_scaler(scaler(scale=-4.0)), f"optimizer.scaler.scale is -4.0; {SCALE}"),
+    ("optimizer-scaler-list", inner_scaler([1, 2]), "optimizer.scaler is [1, 2]; valid: null, {}"),
+]  # fmt: skip
+TORCH_STATE = f"valid: torch.get_rng_state()'s uint8 tensor of {torch.get_rng_state().numel()} bytes"
+RNG_RANKS_ROWS = [
+    ("rng-ranks-string", top(rng_ranks="zz"), "rng_ranks is 'zz'; valid: null or a list with one entry per rank"),
+    ("rng-ranks-empty", top(rng_ranks=[]), "rng_ranks is []; valid: null or a list"),
+    ("rng-ranks-entry-int", ranks(5), "rng_ranks[0] is 5; valid: a dict of python, numpy, torch (and cuda)"),
+    ("rng-ranks-entry-no-torch", lambda s: s.update(rng_ranks=[{"python": 1, "numpy": 2}]), "rng_ranks[0] is {'python': 1, 'numpy': 2}; valid: a dict"),
+    (
+        "rng-ranks-torch-short",
+        ranks({"torch": torch.zeros(3, dtype=torch.uint8)}),
+        f"rng_ranks[0].torch is a uint8 tensor of shape [3] (Expected a CPUGeneratorImplState of size 5056 but found the input RNG state size to be 3); {TORCH_STATE}",
+    ),
+    ("rng-ranks-torch-int64", ranks({"torch": torch.zeros(5056, dtype=torch.int64)}), f"rng_ranks[0].torch is an int64 tensor of shape [5056] (not a 1-D uint8 tensor); {TORCH_STATE}"),
+    ("rng-ranks-torch-invalid", ranks({"torch": torch.zeros(5056, dtype=torch.uint8)}), "rng_ranks[0].torch is a uint8 tensor of shape [5056] (Invalid mt19937 state)"),
+    ("rng-ranks-torch-list", ranks({"torch": [0] * 5056}), "rng_ranks[0].torch is a list of 5056 entries (not a 1-D uint8 tensor)"),
+    ("rng-ranks-python-short", ranks({"python": (1, 2)}), "rng_ranks[0].python is (1, 2) (not enough values to unpack"),
+    ("rng-ranks-python-state-size", ranks({"python": (3, (1, 2), None)}), "rng_ranks[0].python is (3, (1, 2), None) (state vector is the wrong size); valid: random.getstate()"),
+    ("rng-ranks-python-gauss", lambda s: ranks({"python": (*s["rng"]["python"][:2], "x")})(s), "rng_ranks[0].python is a tuple of 3 entries (gauss_next is not null or a float); valid: random.getstate()'s"),
+    ("rng-ranks-numpy-pos", lambda s: ranks({"numpy": {**s["rng"]["numpy"], "pos": 999999}})(s), "rng_ranks[0].numpy is a dict of 5 entries (pos 999999, has_gauss 0, cached_gaussian 0.0); valid: NumPy's"),
+    ("rng-ranks-numpy-keys", lambda s: ranks({"numpy": {**s["rng"]["numpy"], "keys": torch.zeros(2, dtype=torch.int64)}})(s), "(its keys are not 624 whole numbers in 0..2**32-1); valid: NumPy's legacy MT19937"),
+    ("rng-ranks-numpy-name", lambda s: ranks({"numpy": {**s["rng"]["numpy"], "name": "PCG64"}})(s), "set_state can only be used with legacy MT19937 state instances"),
+    ("rng-ranks-second-rank", ranks({}, {"torch": torch.zeros(1, dtype=torch.uint8)}), "rng_ranks[1].torch is a uint8 tensor of shape [1]"),
+    ("rng-ranks-cuda-string", ranks({"cuda": "x"}), "rng_ranks[0].cuda is 'x'; valid: a list of torch.cuda.get_rng_state_all()'s uint8 tensors"),
+    ("rng-ranks-cuda-float", ranks({"cuda": [torch.zeros(16)]}), "rng_ranks[0].cuda[0] is a float32 tensor of shape [16] (not a 1-D uint8 tensor)"),
+]  # fmt: skip
+
+
 WHOLE = "valid: a whole number in 1..1_099_511_627_776"
 VALUES = [
     ("batch-size-zero", cfg(batch_size=0), f"config.batch_size is 0; {WHOLE}"),
@@ -350,6 +420,8 @@ VALUES = [
         group(betas=(2.0, 0.999)),
         "param_groups[0].betas is (2.0, 0.999); valid: two finite",
     ),
+    *SCALER_ROWS,
+    *RNG_RANKS_ROWS,
 ]
 VALUE_CASES = [
     Case(f"{mode}-{name}", argv, setup=edited(edit), needle=needle)
@@ -382,3 +454,39 @@ def test_values_from_another_machine_still_evaluate(
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 0
     assert '"accuracy"' in capsys.readouterr().out
+
+
+def legacy_numpy(state: dict[str, Any]) -> None:
+    """Two ranks, the second with NumPy's state as older versions saved it (``np.random.get_state()``)."""
+    import numpy as np
+
+    ranks({}, {"numpy": np.random.get_state()})(state)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        top(scaler=scaler()),
+        inner_scaler(scaler(scale=1.0, _growth_tracker=1999)),
+        top(scaler=None),
+        ranks({}, {}),
+        legacy_numpy,
+        ranks({"cuda": [torch.zeros(16, dtype=torch.uint8)]}),
+    ],
+    ids=["scaler-of-an-fp16-run", "optimizer-scaler-edges", "scaler-null", "rng-ranks-of-two-ranks",
+         "rng-ranks-legacy-numpy", "rng-ranks-with-cuda"],
+)  # fmt: skip
+def test_a_valid_scaler_or_rng_ranks_still_evaluates_and_resumes(
+    edit: Callable[[dict[str, Any]], None], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """What a real run saves (an enabled scaler, one RNG state per rank) is not refused by the checks."""
+    from ampkit.cli import main
+
+    edited(edit)(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    assert '"accuracy"' in capsys.readouterr().out
+    assert main([*run_flags(str(tmp_path / "run")), "--steps", "3", "--resume"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["resumed_from"] == 2 and len(metrics["history"]) == 3

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +162,81 @@ def test_an_arm_out_of_memory_is_one_line_without_a_traceback(
     assert arm["status"] == "failed" and arm["reason"] == want
     assert "Traceback" not in out + err and f"ampkit arm: {want}" in out
     assert f"arms failed: fp32 ({want})" in err
+
+
+# -- a trap put at an arm's log path while the study runs -------------------------------------------
+def _reader(log: Path, outside: Path) -> int:
+    """A FIFO that a reader holds open: an open for writing would succeed, and write into it."""
+    os.mkfifo(log)
+    return os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+
+
+# (id, make(log path, a folder outside the study) -> an fd to close or None, what the reason says)
+LOG_TRAPS = [
+    ("fifo", lambda log, x: os.mkfifo(log), "a FIFO or socket, not a regular file"),
+    ("fifo-with-a-reader", _reader, "not a regular file (a device, FIFO or socket)"),
+    ("symlink-to-a-file", lambda log, x: log.symlink_to(x / "victim"), "a symlink (not followed)"),
+    ("dangling-symlink", lambda log, x: log.symlink_to(x / "created"), "a symlink (not followed)"),
+    ("hard-link", lambda log, x: os.link(x / "victim", log), "a hard link (2 names) to a file it would empty"),
+    ("folder", lambda log, x: log.mkdir(), "Is a directory"),
+]  # fmt: skip
+ARM_KINDS = {
+    "task": ["compare", "--task", "digits", "--precisions", "fp32", *SMALL, "--out", "{out}"],
+    "command": ["compare", "--device", "cpu", "--precisions", "fp32", "--out", "{out}", "--", sys.executable, "-c",
+                "print(1)"],
+}  # fmt: skip
+
+
+def _timeout(signum: int, frame: object) -> None:
+    raise TimeoutError("the study hung on its arm's log")
+
+
+@pytest.mark.parametrize("kind", list(ARM_KINDS))
+@pytest.mark.parametrize(("make", "what"), [pytest.param(m, w, id=i) for i, m, w in LOG_TRAPS])
+def test_a_trap_at_an_arm_log_after_the_check_fails_that_arm_at_once(
+    kind: str, make: Any, what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A FIFO, symlink, hard link or folder put at ``arms/fp32-seed0.log`` after the up-front check
+    (``check_arm_files`` is wrapped to plant it): the arm fails with the reason, no process starts,
+    nothing blocks, and nothing is written where a link points."""
+    from ampkit.study import outfolder
+
+    monkeypatch.chdir(tmp_path)
+    out, outside = tmp_path / "study", tmp_path / "x"
+    outside.mkdir()
+    (outside / "victim").write_text("keep me\n")
+    log = out / "arms" / "fp32-seed0.log"
+    fds: list[int] = []
+    made: list[int] = []
+    real_check = outfolder.check_arm_files
+
+    def check_then_plant(folder: Path, flag: str = "--out") -> None:
+        real_check(folder, flag)
+        log.parent.mkdir(parents=True)
+        fd = make(log, outside)
+        fds.extend([fd] if isinstance(fd, int) else [])
+        made.append(os.lstat(log).st_mode)
+
+    started: list[object] = []
+    monkeypatch.setattr(outfolder, "check_arm_files", check_then_plant)
+    monkeypatch.setattr("ampkit.study.processes.start_arm", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("ampkit.study.children.start_command", lambda *a, **k: started.append(a))
+    before = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(60)
+    try:
+        code = main([a.format(out=out) for a in ARM_KINDS[kind]])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+        for fd in fds:
+            os.close(fd)
+    stdout, err = capsys.readouterr()
+    reason = f"cannot open its log {log}: {what}; valid: a regular file or nothing there (remove it)"
+    arm = json.loads((out / "results.json").read_text())["arms"][0]
+    assert code == 1 and arm["status"] == "failed" and arm["reason"] == reason, (arm, err)
+    assert started == [], "an arm process started"
+    assert f"fp32-seed0: failed: {reason}" in stdout
+    assert "1 of 1 arms failed" in err and "Traceback" not in stdout + err
+    assert (outside / "victim").read_text() == "keep me\n" and not (outside / "created").exists()
+    assert made and os.lstat(log).st_mode == made[0]  # still there, as it was made (not replaced)

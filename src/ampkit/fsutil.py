@@ -1,7 +1,8 @@
 """File operations. Durable writes: every file ampkit writes goes through :func:`write_atomic` or
 :func:`save_atomic`-style temp-then-rename, so a full disk or a kill never leaves a torn file.
 Safe opens: :func:`open_regular` opens a file a user named (or a shard in a folder a user handed
-over) without ever blocking on a FIFO or reading a device."""
+over) without ever blocking on a FIFO or reading a device; :func:`create_regular` opens one to
+write (an arm's log) without following a symlink or blocking on a FIFO in its place."""
 
 from __future__ import annotations
 
@@ -118,6 +119,39 @@ def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> byte
     fd, _ = open_regular(path)
     with os.fdopen(fd, "rb") as handle:
         return handle.read(-1 if limit is None else limit)
+
+
+def create_regular(path: str | os.PathLike[str], encoding: str = "utf-8") -> IO[str]:
+    """``open(path, "w")`` for a file a run appends its output to (an arm's log), without its traps.
+
+    The open is ``O_NOFOLLOW | O_NONBLOCK`` and creates the file (0666 less the umask) when it is
+    missing: a symlink in ``path``'s place is never followed (nothing is written, or created, where
+    it points) and a FIFO neither blocks the open nor is written. The file is emptied only after
+    ``fstat`` on that very descriptor finds a regular file with no other hard link. A refusal is an
+    ``OSError`` naming ``path``, its ``strerror`` saying what is there.
+    """
+    name = os.fspath(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(name, flags, 0o666)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+            raise OSError(err.errno, "a symlink (not followed)", name) from None
+        if err.errno == errno.ENXIO:  # a FIFO without a reader, or a socket
+            raise OSError(err.errno, "a FIFO or socket, not a regular file", name) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)", name)
+        if info.st_nlink > 1:
+            raise OSError(errno.EMLINK, f"a hard link ({info.st_nlink} names) to a file it would empty", name)
+        os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+        return open(fd, "w", encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class FileTooLarge(ValueError):

@@ -27,6 +27,7 @@ from ..errors import UsageError
 from ..fsutil import write_with
 from .ckpt_fields import check_fields
 from .ckpt_file import VALID, opened_checkpoint
+from .ckpt_state import numpy_state
 from .runfolder import writing
 
 #: Keys (and their types) every checkpoint written by ``ampkit train`` holds.
@@ -69,25 +70,11 @@ def capture_rng() -> dict[str, Any]:
     return state
 
 
-def _numpy_state(saved: Any) -> tuple[Any, ...]:
-    if isinstance(saved, dict):  # this version's plain form
-        keys = saved["keys"]
-        keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
-        return (
-            saved["name"],
-            keys.astype(np.uint32),
-            saved["pos"],
-            saved["has_gauss"],
-            saved["cached_gaussian"],
-        )
-    return tuple(saved)  # older checkpoints: np.random.get_state()'s tuple
-
-
 def restore_rng(state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng` (also reads the older NumPy tuple form)."""
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
-    np.random.set_state(_numpy_state(state["numpy"]))
+    np.random.set_state(numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

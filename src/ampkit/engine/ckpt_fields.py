@@ -2,8 +2,9 @@
 
 A checkpoint is the user's file and may have been edited by hand: its ``config`` (every
 :class:`~.config.TrainConfig` field, :mod:`.config_check`), its ``step``, ``precision`` and
-``keep_fp32``, and the optimizer's hyperparameters (``lr``, ``betas``, ...) are checked for type
-and range here, so that a bad value is one line ``<file>: <field> is <value>; valid: ...`` before
+``keep_fp32``, the optimizer's hyperparameters (``lr``, ``betas``, ...), the loss scaler's state
+and every rank's RNG state (``rng_ranks``, :mod:`.ckpt_state`) are checked for type and range
+here, so that a bad value is one line ``<file>: <field> is <value>; valid: ...`` before
 anything is built, never a traceback (or a silently wrong run) steps later.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .ckpt_state import Problem, rng_ranks_problem, scaler_problem
 from .config import TrainConfig
 from .config_check import MAX_STEPS, ConfigError, check_field, is_number, shown
 
@@ -79,4 +81,19 @@ def check_fields(state: dict[str, Any], path: Path) -> TrainConfig:
     except ConfigError as err:
         raise UsageError(f"{path}: {err}") from None
     _check_groups(state["optimizer"], path)
+    _check_state(state, path)
     return config
+
+
+def _check_state(state: dict[str, Any], path: Path) -> None:
+    """The loss scaler's state (top level and the optimizer's copy) and ``rng_ranks``."""
+    inner = state["optimizer"].get("scaler")
+    found: list[Problem | None] = [
+        scaler_problem(state.get("scaler"), "scaler"),
+        scaler_problem(inner, "optimizer.scaler"),
+        rng_ranks_problem(state.get("rng_ranks")),
+    ]
+    for problem in found:
+        if problem is not None:
+            field, said, valid = problem
+            raise UsageError(f"{path}: {field} is {said}; valid: {valid}")

@@ -22,6 +22,7 @@ from typing import IO, Any
 from rich.progress import Progress
 
 from ..pychild import python_code
+from ..termtext import visible
 from . import children
 from .arm_output import LogTail, OutputScanner, compile_patterns
 from .arms import ArmPlan
@@ -30,7 +31,7 @@ from .command_launch import wrap
 from .command_record import build_record
 from .config import Experiment
 from .placeholders import LOG_NAME, arm_env, expand
-from .processes import _LAUNCH_VARS, GRACE_S
+from .processes import _LAUNCH_VARS, GRACE_S, log_refused, open_logs
 from .tree_meter import GpuMeter, TreeMeter
 
 #: Seconds between two samples of the tree's memory (and of NVML, every second sample).
@@ -133,10 +134,18 @@ def run_command_arm(
     tail = LogTail(arm_dir / LOG_NAME)
     gpu = GpuMeter.open()
     log_path = folder / f"{label}.log"
+    try:
+        log = open_logs([log_path])[0]  # a FIFO or symlink put there: this arm fails, nothing hangs
+    except OSError as err:
+        record = log_refused(err)
+        say.print(
+            visible(f"{label}: failed: {record['reason']}"), markup=False, highlight=False, soft_wrap=True
+        )
+        return record
     current = progress.add_task(f"  {label}", total=None, loss="")
     started = time.time()
     lock = threading.Lock()
-    with open(log_path, "w", encoding="utf-8") as log:
+    with log:
         proc = children.start_command(wrapper_command(report, argv), _environment(own, unset))
         pids.append(proc.pid)
         tree = TreeMeter(proc.pid, exclude=(proc.pid,))

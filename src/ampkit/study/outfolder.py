@@ -6,10 +6,11 @@ folder is refused with one line, exit 2, before it changes anything, instead of 
 and ``results.json`` keeping only the later one. A lock left by a killed study never blocks
 the next (the kernel drops it with its holder).
 
-:func:`check_arm_files` looks at what a previous run (or someone else) left in ``out/arms``: the
-arms open their logs there with a plain ``open(..., "w")``, which blocks for ever on a FIFO and
-writes through a symlink to wherever it points. Every entry must be a regular file or a folder;
-anything else is refused before the first arm starts.
+:func:`check_arm_files` looks at what a previous run (or someone else) left in ``out/arms``, where
+the arms open their logs: every entry must be a regular file or a folder; anything else is refused
+before the first arm starts. One put there later, while the study runs, is refused by the arm's
+own open (:func:`ampkit.fsutil.create_regular`: never blocks on a FIFO nor follows a symlink):
+that arm fails with the reason, and the study goes on.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .children import arm_command, how_it_ended, start_arm, stderr_tail, stop_arms
 
@@ -65,6 +65,35 @@ def _pump(stream: Any, log: Any, on_step: StepCallback | None) -> None:
             log.write(line)  # stray prints from a user's task go to the log, not the terminal
 
 
+def open_logs(paths: list[Path]) -> list[IO[str]]:
+    """Each arm log created or emptied by :func:`~ampkit.fsutil.create_regular`: a FIFO, symlink or
+    other special file put in its place (after the study's up-front check) raises ``OSError``
+    naming it, at once; the logs already opened are closed then."""
+    from ..fsutil import create_regular
+
+    files: list[IO[str]] = []
+    try:
+        for path in paths:
+            files.append(create_regular(path))
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    return files
+
+
+def log_refused(err: OSError) -> dict[str, Any]:
+    """The failure record of an arm whose log could not be opened (no process was started)."""
+    return {
+        "status": "failed",
+        "reason": f"cannot open its log {err.filename}: {err.strerror or err}; "
+        "valid: a regular file or nothing there (remove it)",
+        "pid": None,
+        "exit_code": None,
+        "stderr_tail": [],
+    }
+
+
 #: A launcher's variables; a single-process arm must not inherit them from a parent run under torchrun.
 _LAUNCH_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -97,7 +126,10 @@ def run_arm_process(
         path.unlink(missing_ok=True)
     write_atomic(spec_path, json.dumps({**spec, "result_path": result_tpl}, indent=1))
     port = free_port() if nproc > 1 else 0
-    files = [open(p, "w") for p in logs]  # noqa: SIM115 (closed in finally, after the processes end)
+    try:
+        files = open_logs(logs)  # closed in finally, after the processes end
+    except OSError as err:
+        return log_refused(err)
     procs: list[subprocess.Popen[str]] = []
     pumps: list[threading.Thread] = []
     try:

@@ -128,6 +128,8 @@ def make_task(spec: TaskSpec) -> Task:
     on = "device" if spec.device.type != "cpu" else "cpu"  # 2-byte host-to-device copy on accelerators
     cfg = PreprocessConfig(**{**PREPROCESS.__dict__, "on": on})
     data = IndexedShards(folder, preprocess=cfg, label="label")
+    if len(data):  # a folder converted without labels: refused now (UsageError), not at the first step
+        data.get_batch([0])
     everything = np.arange(len(data))
     eval_idx, train_idx = everything[everything % 5 == 4], everything[everything % 5 != 4]
     batch = min(spec.batch_size, len(train_idx))
