@@ -85,3 +85,21 @@ def run_case(
 def params(cases: Sequence[Case]) -> list[object]:
     """``pytest.mark.parametrize`` values with readable ids."""
     return [pytest.param(case, id=case.id) for case in cases]
+
+
+def train_small_run(out: Path) -> None:
+    """A real run folder at ``out``: digits, size small, seed 0, batch 8, 2 fp32 steps (the flags
+    ``train --size small --steps 2 --batch-size 8`` give); torch's thread count is put back."""
+    import torch
+
+    from ampkit.engine import TrainConfig, train
+
+    threads = torch.get_num_threads()
+    try:
+        train(
+            TrainConfig(
+                task="digits", size="small", steps=2, batch_size=8, out=out, device="cpu", progress=False
+            )
+        )
+    finally:
+        torch.set_num_threads(threads)

@@ -29,9 +29,7 @@ from typing import Any
 
 import pytest
 import torch
-from cli_cases import Case, params, run_case
-
-from ampkit.engine import TrainConfig, train
+from cli_cases import Case, params, run_case, train_small_run
 
 _SOURCE: dict[str, Path] = {}
 
@@ -40,15 +38,7 @@ _SOURCE: dict[str, Path] = {}
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real run folder: digits, size small, seed 0, batch 8, 2 fp32 steps."""
     out = tmp_path_factory.mktemp("source") / "run"
-    threads = torch.get_num_threads()
-    try:
-        train(
-            TrainConfig(
-                task="digits", size="small", steps=2, batch_size=8, out=out, device="cpu", progress=False
-            )
-        )
-    finally:
-        torch.set_num_threads(threads)
+    train_small_run(out)
     _SOURCE["run"] = out
     yield out
     _SOURCE.clear()

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_cases import Case, params, run_case
-
-from ampkit.engine import TrainConfig, train
+from cli_cases import Case, params, run_case, train_small_run
 
 MARKER = "IMPORTED"
 TRAIN = ["train", "--no-progress", "--size", "small", "--steps", "2", "--batch-size", "8", "--out", "{tmp}/run"]  # fmt: skip
@@ -36,12 +34,7 @@ _SOURCE: dict[str, Path] = {}
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """digits, size small, seed 0, batch 8, 2 fp32 steps (the flags of TRAIN)."""
     out = tmp_path_factory.mktemp("source") / "run"
-    threads = torch.get_num_threads()
-    try:
-        config = TrainConfig(task="digits", size="small", steps=2, batch_size=8, out=out, progress=False)
-        train(config)
-    finally:
-        torch.set_num_threads(threads)
+    train_small_run(out)
     _SOURCE["run"] = out
     yield
     _SOURCE.clear()
